@@ -98,7 +98,7 @@ static void test_full(void **state)
 	(void)state;
 	assert_int_equal(parse("{\"language\":\"BASH\",\"code\":\"echo $A\",\"stdin\":\"in\",\"env\":{\"A\":\"b\",\"N\":5},"
 	    "\"args\":[\"x\",\"y\"],\"ttl\":5,\"cpu_time\":3,\"memory_mb\":256,\"processes\":10,\"disk_mb\":20,"
-	    "\"max_output_bytes\":2048,\"vcpu\":2,\"network_mode\":\"semitrusted\",\"return_artifact\":true,"
+	    "\"max_output_bytes\":2048,\"vcpu\":2,\"network_mode\":\"zerotrust\",\"return_artifact\":true,"
 	    "\"expected_output\":\"b\\n\",\"input_files\":[{\"filename\":\"data.csv\",\"content\":\"YSxi\"}],"
 	    "\"return_wasm_artifact\":false,\"some_future_field\":1}", &j, &err), 0);
 	assert_string_equal(j.lang->id, "bash");
@@ -113,7 +113,7 @@ static void test_full(void **state)
 	assert_int_equal(j.lim.cpu_s, 3);
 	assert_int_equal(j.lim.memory_mb, 256);
 	assert_int_equal(j.lim.vcpu, 2);
-	assert_true(j.network);
+	assert_false(j.network);
 	assert_true(j.return_artifact);
 	assert_int_equal(j.nfiles, 1);
 	assert_string_equal(j.files[0].name, "data.csv");
@@ -165,6 +165,7 @@ static void test_refusals(void **state)
 	refused("{\"language\":\"python\",\"code\":\"x\",\"vcpu\":9}", "OUT_OF_RANGE", "vcpu");
 	refused("{\"language\":\"python\",\"code\":\"x\",\"memory_mb\":4096}", "OUT_OF_RANGE", "memory_mb");
 	refused("{\"language\":\"python\",\"code\":\"x\",\"network_mode\":\"open\"}", "INVALID_FIELD", "network_mode");
+	refused("{\"language\":\"python\",\"code\":\"x\",\"network_mode\":\"semitrusted\"}", "NETWORK_UNAVAILABLE", "network_mode");
 	refused("{\"language\":\"python\",\"code\":\"x\",\"env\":[]}", "INVALID_FIELD", "env");
 	refused("{\"language\":\"python\",\"code\":\"x\",\"env\":{\"A=B\":\"c\"}}", "INVALID_FIELD", "env");
 	refused("{\"language\":\"python\",\"code\":\"x\",\"env\":{\"1A\":\"c\"}}", "INVALID_FIELD", "env");

@@ -1,0 +1,1401 @@
+/*
+ * sbx.c: the sandbox core: global setup, boxes, one run (slot side, proxy,
+ * program).  See sbx.h for the process model.
+ *
+ * Rules this file keeps (see ../shared/reference/peers.md):
+ * - no path-based file operation by root inside a directory the sandbox
+ *   can write: files go into the box with openat(O_CREAT|O_EXCL|O_NOFOLLOW)
+ *   on the box dir fd; cleanup is umount(MNT_DETACH) + rmdir, never a walk
+ *   or a chown of paths inside the box;
+ * - no shell and no command strings: execve with an argv array;
+ * - after clone the proxy and the program only use memory prepared before
+ *   the clone (the slot is single-threaded, so libc locks are free anyway).
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <net/if.h>
+#include <sys/capability.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <linux/filter.h>
+#include <linux/magic.h>
+#include <linux/seccomp.h>
+
+#include "sbx.h"
+
+#define SBX_PATH_ENV   "PATH=/usr/local/bin:/usr/bin:/bin"
+#define SBX_HOME_ENV   "HOME=/box"
+#define SBX_LANG_ENV   "LANG=C.UTF-8"
+#define SBX_HOSTNAME   "corral"
+#define SBX_MAX_ENV    256
+#define SBX_MAX_ETC    64
+#define SBX_TICK_US    100000          /* cpu / poll_cb check period */
+#define SBX_SETUP_US   (10 * 1000000)  /* proxy must exec the program within this */
+#define SBX_FLOOD_SLACK (8u << 20)     /* output read beyond 4 x cap + this => kill */
+
+/* Module state, set once by sbx_global_init. */
+static struct {
+	bool ready;
+	struct sbx_config cfg;   /* copy; box_dir strdup'd */
+	int box_dir_fd;
+	char *root_mnt;          /* <box_dir>/.root: where each proxy builds its root */
+	struct sock_fprog *filter;
+	cap_t nocaps;            /* an empty capability set */
+	char *etc[SBX_MAX_ETC];  /* /etc entries to expose (relative names) */
+	size_t n_etc;
+	unsigned seq;
+} G = { .box_dir_fd = -1 };
+
+struct sbx_box {
+	int slot;
+	uid_t uid;
+	gid_t gid;
+	uint64_t disk_bytes;
+	char *name;              /* entry in box_dir */
+	char *path;              /* box_dir/name (root-only parent) */
+	int dirfd;               /* the box tmpfs root */
+};
+
+/* /etc entries exposed read-only by default (never shadow, ssl/private, ...). */
+static const char *const sbx_etc_default[] = {
+	"resolv.conf", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime",
+	"timezone", "alternatives", "ssl/certs", "ssl/openssl.cnf", "mime.types",
+	"protocols", "services", "gai.conf", "host.conf", "networks", "os-release",
+	"debian_version", "java-*", "python3*", "perl", "fpc*", "gnucobol", NULL,
+};
+
+/* Top-level directories of the host exposed read-only (or recreated as symlinks). */
+static const char *const sbx_top_dirs[] = {
+	"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", NULL,
+};
+
+/* Device nodes of the minimal /dev. */
+static const struct { const char *name; unsigned maj, min; } sbx_devs[] = {
+	{ "null", 1, 3 }, { "zero", 1, 5 }, { "full", 1, 7 },
+	{ "random", 1, 8 }, { "urandom", 1, 9 }, { "tty", 5, 0 },
+};
+
+/* Message from the proxy to the slot on the status pipe (one write each, < PIPE_BUF). */
+struct sbx_msg {
+	char type;               /* 'S' started, 'R' result, 'E' error */
+	int status;              /* wait status of the main program ('R') */
+	uint64_t t_us;           /* CLOCK_MONOTONIC: exec done ('S') or program reaped ('R') */
+	struct rusage ru;        /* main program ('R') */
+	struct rusage ru_children; /* everything the proxy reaped ('R') */
+	char text[256];          /* 'E' */
+};
+
+/* Everything the proxy and the program need, prepared before clone. */
+struct sbx_ctx {
+	const struct sbx_box *box;
+	char *const *argv;
+	char **envp;
+	struct sbx_limits lim;
+	char passwd[512], group[256];
+	char tmp_opts[128], shm_opts[128];
+	int in_r, out_w, err_w, sync_r, stat_w;
+};
+
+/* Failure report of the program child before execve. */
+struct sbx_exec_err {
+	int step;                /* -1: about to execve (t_us set); else index in sbx_steps */
+	int err;
+	uint64_t t_us;
+};
+
+static const char *const sbx_steps[] = {
+	"setting up fds", "chdir /box", "setrlimit", "setgroups", "setresgid",
+	"dropping the capability bounding set", "clearing ambient capabilities",
+	"setresuid", "clearing capabilities", "checking credentials",
+	"no_new_privs", "loading seccomp", "execve",
+};
+
+/* Sets *cause (if cause is not NULL) to a malloc'd message; always returns -1. */
+int sbx_set_error(char **cause, const char *fmt, ...)
+{
+	if (cause == NULL)
+		return -1;
+	va_list ap;
+	va_start(ap, fmt);
+	if (vasprintf(cause, fmt, ap) < 0)
+		*cause = NULL;
+	va_end(ap);
+	return -1;
+}
+
+/* Returns the static name of a status ("ok", "timeout", ...). */
+const char *sbx_status_name(enum sbx_status st)
+{
+	switch (st) {
+	case SBX_OK: return "ok";
+	case SBX_TIMEOUT: return "timeout";
+	case SBX_CPU_LIMIT: return "cpu_limit";
+	case SBX_MEMORY_LIMIT: return "memory_limit";
+	case SBX_OUTPUT_LIMIT: return "output_limit";
+	case SBX_CANCELLED: return "cancelled";
+	case SBX_ERROR: return "error";
+	}
+	return "error";
+}
+
+/* Returns the static description of the cgroup setup, for /health and logs. */
+const char *sbx_cgroup_desc(void)
+{
+	return cg_desc();
+}
+
+/* Returns CLOCK_MONOTONIC in microseconds. */
+static uint64_t sbx_now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* True if name is a valid file name for the box: not empty, <= 255 bytes, no '/', no NUL, not . or .. */
+bool sbx_valid_name(const char *name, size_t len)
+{
+	if (name == NULL || len == 0 || len > 255)
+		return false;
+	if (memchr(name, '\0', len) != NULL || memchr(name, '/', len) != NULL)
+		return false;
+	if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.'))
+		return false;
+	return true;
+}
+
+/* True if pid names a live process (or one we may not signal). */
+static bool sbx_pid_alive(int pid)
+{
+	return pid > 0 && (kill(pid, 0) == 0 || errno != ESRCH);
+}
+
+/* Removes empty box dirs left in box_dir by dead processes (their mounts died with their mount ns). */
+static void sbx_clean_boxes(void)
+{
+	int fd = openat(G.box_dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (d == NULL) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		int slot, pid;
+		unsigned seq;
+		if (sscanf(de->d_name, "b%d-%d-%u", &slot, &pid, &seq) == 3 && !sbx_pid_alive(pid))
+			unlinkat(G.box_dir_fd, de->d_name, AT_REMOVEDIR);
+	}
+	closedir(d);
+}
+
+/* Adds one /etc entry name (strdup'd) to G.etc, skipping anything that looks secret. */
+static void sbx_etc_add(const char *name)
+{
+	if (G.n_etc >= SBX_MAX_ETC || name[0] == '/' || name[0] == '\0' ||
+	    strstr(name, "..") != NULL || strstr(name, "shadow") != NULL ||
+	    strstr(name, "private") != NULL || strncmp(name, "sudo", 4) == 0 ||
+	    strncmp(name, "ssh", 3) == 0)
+		return;
+	for (size_t i = 0; i < G.n_etc; i++)
+		if (strcmp(G.etc[i], name) == 0)
+			return;
+	char *s = strdup(name);
+	if (s != NULL)
+		G.etc[G.n_etc++] = s;
+}
+
+/* Expands one pattern ("foo" or "foo*") against the host /etc into G.etc. */
+static void sbx_etc_expand(const char *pat)
+{
+	size_t pl = strlen(pat);
+	if (pl == 0 || pat[pl - 1] != '*') {
+		sbx_etc_add(pat);
+		return;
+	}
+	DIR *d = opendir("/etc");
+	if (d == NULL)
+		return;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL)
+		if (strncmp(de->d_name, pat, pl - 1) == 0 && de->d_name[0] != '.')
+			sbx_etc_add(de->d_name);
+	closedir(d);
+}
+
+/* Opens (creating it 0700 if missing) and checks box_dir: a root-owned directory nobody else can use; 0 or -1. */
+static int sbx_open_box_dir(const char *dir, char **cause)
+{
+	if (dir == NULL || dir[0] != '/')
+		return sbx_set_error(cause, "box_dir must be an absolute path");
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+		return sbx_set_error(cause, "mkdir %s: %s", dir, strerror(errno));
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return sbx_set_error(cause, "open %s: %s", dir, strerror(errno));
+	struct stat sb;
+	if (fstat(fd, &sb) < 0 || sb.st_uid != 0 || (sb.st_mode & 077) != 0) {
+		close(fd);
+		return sbx_set_error(cause, "%s must be a directory owned by root with mode 0700", dir);
+	}
+	if (mkdirat(fd, ".root", 0755) < 0 && errno != EEXIST) {
+		int e = errno;
+		close(fd);
+		return sbx_set_error(cause, "mkdir %s/.root: %s", dir, strerror(e));
+	}
+	G.box_dir_fd = fd;
+	return 0;
+}
+
+/* Once per worker: private mount ns, SIGPIPE ignored, box_dir, cgroups, seccomp; 0 or -1 with cause. */
+int sbx_global_init(struct sbx_config *cfg, char **cause)
+{
+	char *cgcause = NULL;
+
+	if (G.ready)
+		return 0;
+	if (geteuid() != 0)
+		return sbx_set_error(cause, "the sandbox needs root");
+	if (cfg->uid_base == 0 || cfg->gid_base == 0 ||
+	    cfg->uid_base > (uid_t)INT32_MAX - 65536 || cfg->gid_base > (gid_t)INT32_MAX - 65536)
+		return sbx_set_error(cause, "uid_base and gid_base must be in 1..2^31-65537");
+	if (cfg->cgroup_mode == SBX_CG_NONE && !cfg->allow_weak)
+		return sbx_set_error(cause, "cgroups disabled but weak limits not allowed");
+
+	signal(SIGPIPE, SIG_IGN);
+	if (unshare(CLONE_NEWNS) < 0)
+		return sbx_set_error(cause, "unshare(CLONE_NEWNS): %s", strerror(errno));
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		return sbx_set_error(cause, "making / private: %s", strerror(errno));
+	if (sbx_open_box_dir(cfg->box_dir, cause) < 0)
+		return -1;
+
+	if (cg_init(cfg->cgroup_mode, &cgcause) < 0) {
+		if (!cfg->allow_weak) {
+			sbx_set_error(cause, "no usable cgroups (%s); set allow_weak to run with weaker limits",
+			    cgcause ? cgcause : "?");
+			free(cgcause);
+			return -1;
+		}
+		free(cgcause);
+		cg_init(SBX_CG_NONE, NULL);
+	}
+	if (sbx_seccomp_build(&G.filter, cause) < 0)
+		return -1;
+	if ((G.nocaps = cap_init()) == NULL)
+		return sbx_set_error(cause, "cap_init failed");
+
+	for (size_t i = 0; sbx_etc_default[i] != NULL; i++)
+		sbx_etc_expand(sbx_etc_default[i]);
+	for (size_t i = 0; cfg->etc_extra != NULL && cfg->etc_extra[i] != NULL; i++)
+		sbx_etc_expand(cfg->etc_extra[i]);
+
+	G.cfg = *cfg;
+	G.cfg.etc_extra = NULL;
+	if ((G.cfg.box_dir = strdup(cfg->box_dir)) == NULL ||
+	    asprintf(&G.root_mnt, "%s/.root", cfg->box_dir) < 0)
+		return sbx_set_error(cause, "out of memory");
+	sbx_clean_boxes();
+	G.ready = true;
+	return 0;
+}
+
+/* Creates a box: a size-limited tmpfs owned by the slot uid under box_dir; *boxp freed by sbx_box_free; 0 or -1. */
+int sbx_box_init(struct sbx_box **boxp, const struct sbx_config *cfg, int slot,
+    uint64_t disk_bytes, char **cause)
+{
+	*boxp = NULL;
+	if (!G.ready)
+		return sbx_set_error(cause, "sbx_global_init was not called");
+	if (slot < 0 || slot >= 65536)
+		return sbx_set_error(cause, "bad slot %d", slot);
+	struct sbx_box *box = calloc(1, sizeof *box);
+	if (box == NULL)
+		return sbx_set_error(cause, "out of memory");
+	box->slot = slot;
+	box->uid = cfg->uid_base + (uid_t)slot;
+	box->gid = cfg->gid_base + (gid_t)slot;
+	box->disk_bytes = disk_bytes ? disk_bytes : 64u << 20;
+	box->dirfd = -1;
+	if (asprintf(&box->name, "b%d-%d-%u", slot, (int)getpid(), G.seq++) < 0 ||
+	    asprintf(&box->path, "%s/%s", G.cfg.box_dir, box->name) < 0) {
+		free(box);
+		return sbx_set_error(cause, "out of memory");
+	}
+	if (mkdirat(G.box_dir_fd, box->name, 0700) < 0) {
+		sbx_set_error(cause, "mkdir %s: %s", box->path, strerror(errno));
+		free(box->name);
+		free(box->path);
+		free(box);
+		return -1;
+	}
+
+	char opts[256];
+	uint64_t inodes = box->disk_bytes / 1024;
+	inodes = inodes < 4096 ? 4096 : inodes > 1048576 ? 1048576 : inodes;
+	snprintf(opts, sizeof opts, "size=%" PRIu64 ",nr_inodes=%" PRIu64 ",mode=0700,uid=%u,gid=%u",
+	    box->disk_bytes, inodes, (unsigned)box->uid, (unsigned)box->gid);
+	if (mount("corral-box", box->path, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0) {
+		sbx_set_error(cause, "mount tmpfs on %s: %s", box->path, strerror(errno));
+		goto fail;
+	}
+	box->dirfd = openat(G.box_dir_fd, box->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	struct statfs sf;
+	if (box->dirfd < 0 || fstatfs(box->dirfd, &sf) < 0 || sf.f_type != TMPFS_MAGIC) {
+		sbx_set_error(cause, "opening the box tmpfs %s failed", box->path);
+		goto fail;
+	}
+	*boxp = box;
+	return 0;
+fail:
+	sbx_box_free(box);
+	return -1;
+}
+
+/* Writes a new file (name must not exist) into the box, owned by the slot uid; 0 or -1 with cause. */
+int sbx_box_put(struct sbx_box *box, const char *name, const void *data, size_t len,
+    mode_t mode, char **cause)
+{
+	if (name == NULL || !sbx_valid_name(name, strlen(name)))
+		return sbx_set_error(cause, "invalid file name");
+	int fd = openat(box->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_NOCTTY |
+	    O_CLOEXEC, 0600);
+	if (fd < 0)
+		return sbx_set_error(cause, "create %s: %s", name, strerror(errno));
+	const char *p = data;
+	size_t done = 0;
+	while (done < len) {
+		ssize_t n = write(fd, p + done, len - done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			int e = n < 0 ? errno : EIO;
+			close(fd);
+			unlinkat(box->dirfd, name, 0);
+			return sbx_set_error(cause, "write %s: %s", name,
+			    e == ENOSPC ? "disk limit of the box reached" : strerror(e));
+		}
+		done += (size_t)n;
+	}
+	if (fchown(fd, box->uid, box->gid) < 0 || fchmod(fd, mode & 0777) < 0) {
+		int e = errno;
+		close(fd);
+		unlinkat(box->dirfd, name, 0);
+		return sbx_set_error(cause, "chown/chmod %s: %s", name, strerror(e));
+	}
+	close(fd);
+	return 0;
+}
+
+/*
+ * Reads a regular file the job left in the box (an artifact) into *data
+ * (malloc'd, NUL-terminated, caller frees): at most max bytes, else an error.
+ * Symlinks (O_NOFOLLOW), FIFOs (O_NONBLOCK, then S_ISREG) and names with '/'
+ * are refused, so a job cannot make root read a host file or hang.
+ */
+int sbx_box_get(struct sbx_box *box, const char *name, size_t max, char **data, size_t *len,
+    char **cause)
+{
+	struct stat sb;
+
+	*data = NULL;
+	*len = 0;
+	if (name == NULL || !sbx_valid_name(name, strlen(name)))
+		return sbx_set_error(cause, "invalid file name");
+	int fd = openat(box->dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0)
+		return sbx_set_error(cause, "open %s: %s", name,
+		    errno == ELOOP ? "is a symbolic link" : strerror(errno));
+	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+		close(fd);
+		return sbx_set_error(cause, "%s is not a regular file", name);
+	}
+	if ((uint64_t)sb.st_size > max) {
+		close(fd);
+		return sbx_set_error(cause, "%s is larger than %zu bytes", name, max);
+	}
+	char *buf = malloc((size_t)sb.st_size + 1);
+	if (buf == NULL) {
+		close(fd);
+		return sbx_set_error(cause, "out of memory");
+	}
+	size_t got = 0;
+	while (got < (size_t)sb.st_size) {
+		ssize_t n = read(fd, buf + got, (size_t)sb.st_size - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fd);
+	buf[got] = '\0';
+	*data = buf;
+	*len = got;
+	return 0;
+}
+
+/* Unmounts (MNT_DETACH) and removes the box, frees it; never walks paths inside the box. */
+void sbx_box_free(struct sbx_box *box)
+{
+	if (box == NULL)
+		return;
+	if (box->dirfd >= 0)
+		close(box->dirfd);
+	if (box->path != NULL) {
+		umount2(box->path, MNT_DETACH | UMOUNT_NOFOLLOW);
+		unlinkat(G.box_dir_fd, box->name, AT_REMOVEDIR);
+	}
+	free(box->name);
+	free(box->path);
+	free(box);
+}
+
+/* Frees what a result owns. */
+void sbx_result_free(struct sbx_result *res)
+{
+	if (res == NULL)
+		return;
+	free(res->out);
+	free(res->err);
+	res->out = res->err = NULL;
+	res->out_len = res->err_len = 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Inside: the proxy (PID 1 of the new namespaces) and the program.    */
+/* Only async-signal-safe-ish calls on memory prepared before clone.   */
+/* ------------------------------------------------------------------ */
+
+/* Writes a message to the slot on the status pipe (fd 4 in the proxy). */
+static void sbx_send(struct sbx_msg *m)
+{
+	ssize_t n;
+	do
+		n = write(4, m, sizeof *m);
+	while (n < 0 && errno == EINTR);
+}
+
+/* Reports a setup error to the slot and exits the proxy. */
+static void __attribute__((noreturn, format(printf, 1, 2))) sbx_proxy_fail(const char *fmt, ...)
+{
+	struct sbx_msg m;
+	memset(&m, 0, sizeof m);
+	m.type = 'E';
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(m.text, sizeof m.text, fmt, ap);
+	va_end(ap);
+	sbx_send(&m);
+	_exit(1);
+}
+
+/* Closes every fd >= lowfd. */
+static void sbx_close_from(int lowfd)
+{
+	if (syscall(SYS_close_range, (unsigned)lowfd, ~0u, 0u) == 0)
+		return;
+	for (int fd = lowfd; fd < 65536; fd++)
+		close(fd);
+}
+
+/* Joins dir and name into buf (proxy helper; paths are short and checked). */
+static const char *sbx_join(char *buf, size_t size, const char *dir, const char *name)
+{
+	if ((size_t)snprintf(buf, size, "%s/%s", dir, name) >= size)
+		sbx_proxy_fail("path too long: %s/%s", dir, name);
+	return buf;
+}
+
+/* Bind-mounts src on dst (created as a dir or an empty file) read-only, nosuid, nodev. */
+static void sbx_bind_ro(const char *src, const char *dst, bool dir)
+{
+	if (dir) {
+		if (mkdir(dst, 0755) < 0 && errno != EEXIST)
+			sbx_proxy_fail("mkdir %s: %s", dst, strerror(errno));
+	} else {
+		int fd = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0444);
+		if (fd < 0)
+			sbx_proxy_fail("create %s: %s", dst, strerror(errno));
+		close(fd);
+	}
+	if (mount(src, dst, NULL, MS_BIND, NULL) < 0)
+		sbx_proxy_fail("bind %s: %s", src, strerror(errno));
+	if (mount(NULL, dst, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
+		sbx_proxy_fail("remount %s read-only: %s", dst, strerror(errno));
+}
+
+/*
+ * Exposes host path src at dst: dirs and regular files are bound read-only;
+ * symlinks are recreated, except an absolute link to a regular file outside
+ * /usr and /etc (e.g. resolv.conf -> /run/...), whose target file is bound.
+ */
+static void sbx_expose(const char *src, const char *dst)
+{
+	struct stat sb, tb;
+	char target[PATH_MAX];
+
+	if (lstat(src, &sb) < 0)
+		return;                             /* absent on this host: skip */
+	if (S_ISLNK(sb.st_mode)) {
+		ssize_t n = readlink(src, target, sizeof target - 1);
+		if (n < 0)
+			return;
+		target[n] = '\0';
+		if (target[0] == '/' && strncmp(target, "/usr/", 5) != 0 &&
+		    strncmp(target, "/etc/", 5) != 0 && stat(src, &tb) == 0 && S_ISREG(tb.st_mode)) {
+			sbx_bind_ro(src, dst, false);   /* mount(2) follows the link */
+			return;
+		}
+		if (symlink(target, dst) < 0)
+			sbx_proxy_fail("symlink %s: %s", dst, strerror(errno));
+	} else if (S_ISDIR(sb.st_mode) || S_ISREG(sb.st_mode)) {
+		sbx_bind_ro(src, dst, S_ISDIR(sb.st_mode));
+	}
+}
+
+/* Writes a small generated file into the (still writable) new root. */
+static void sbx_write_file(const char *path, const char *text, mode_t mode)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+	if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text))
+		sbx_proxy_fail("write %s: %s", path, strerror(errno));
+	close(fd);
+}
+
+/* Mounts a tmpfs on dst (created) with opts and flags. */
+static void sbx_tmpfs(const char *dst, const char *opts, unsigned long flags)
+{
+	if (mkdir(dst, 0755) < 0 && errno != EEXIST)
+		sbx_proxy_fail("mkdir %s: %s", dst, strerror(errno));
+	if (mount("corral", dst, "tmpfs", flags, opts) < 0)
+		sbx_proxy_fail("mount tmpfs on %s: %s", dst, strerror(errno));
+}
+
+/* Builds /etc in the new root R: generated passwd/group/hosts/nsswitch, the rest exposed from the host. */
+static void sbx_setup_etc(const struct sbx_ctx *c, const char *R)
+{
+	char p[PATH_MAX], h[PATH_MAX];
+
+	sbx_join(p, sizeof p, R, "etc");
+	if (mkdir(p, 0755) < 0)
+		sbx_proxy_fail("mkdir %s: %s", p, strerror(errno));
+	sbx_write_file(sbx_join(p, sizeof p, R, "etc/passwd"), c->passwd, 0644);
+	sbx_write_file(sbx_join(p, sizeof p, R, "etc/group"), c->group, 0644);
+	sbx_write_file(sbx_join(p, sizeof p, R, "etc/hosts"),
+	    "127.0.0.1\tlocalhost " SBX_HOSTNAME "\n::1\tlocalhost ip6-localhost ip6-loopback\n", 0644);
+	sbx_write_file(sbx_join(p, sizeof p, R, "etc/hostname"), SBX_HOSTNAME "\n", 0644);
+	sbx_write_file(sbx_join(p, sizeof p, R, "etc/nsswitch.conf"),
+	    "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\n"
+	    "protocols: files\nservices: files\n", 0644);
+
+	for (size_t i = 0; i < G.n_etc; i++) {
+		const char *e = G.etc[i];
+		const char *slash = strchr(e, '/');
+		if (slash != NULL) {                /* e.g. ssl/certs: make etc/ssl first */
+			snprintf(p, sizeof p, "%s/etc/%.*s", R, (int)(slash - e), e);
+			if (mkdir(p, 0755) < 0 && errno != EEXIST)
+				sbx_proxy_fail("mkdir %s: %s", p, strerror(errno));
+		}
+		snprintf(h, sizeof h, "/etc/%s", e);
+		snprintf(p, sizeof p, "%s/etc/%s", R, e);
+		sbx_expose(h, p);
+	}
+}
+
+/* Builds the minimal /dev in R: device nodes, fd symlinks, a fresh /dev/shm. */
+static void sbx_setup_dev(const struct sbx_ctx *c, const char *R)
+{
+	char p[PATH_MAX], h[64];
+
+	sbx_tmpfs(sbx_join(p, sizeof p, R, "dev"), "size=64k,nr_inodes=64,mode=0755",
+	    MS_NOSUID | MS_NOEXEC);
+	for (size_t i = 0; i < sizeof sbx_devs / sizeof sbx_devs[0]; i++) {
+		snprintf(p, sizeof p, "%s/dev/%s", R, sbx_devs[i].name);
+		if (mknod(p, S_IFCHR | 0666, makedev(sbx_devs[i].maj, sbx_devs[i].min)) == 0)
+			continue;
+		snprintf(h, sizeof h, "/dev/%s", sbx_devs[i].name);   /* no CAP_MKNOD: bind the host node */
+		int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+		if (fd < 0)
+			sbx_proxy_fail("create %s: %s", p, strerror(errno));
+		close(fd);
+		if (mount(h, p, NULL, MS_BIND, NULL) < 0)
+			sbx_proxy_fail("bind %s: %s", h, strerror(errno));
+	}
+	static const char *const links[][2] = {
+		{ "/proc/self/fd", "fd" }, { "/proc/self/fd/0", "stdin" },
+		{ "/proc/self/fd/1", "stdout" }, { "/proc/self/fd/2", "stderr" },
+	};
+	for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
+		snprintf(p, sizeof p, "%s/dev/%s", R, links[i][1]);
+		if (symlink(links[i][0], p) < 0)
+			sbx_proxy_fail("symlink %s: %s", p, strerror(errno));
+	}
+	sbx_tmpfs(sbx_join(p, sizeof p, R, "dev/shm"), c->shm_opts, MS_NOSUID | MS_NODEV);
+	sbx_join(p, sizeof p, R, "dev");
+	if (mount(NULL, p, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC, NULL) < 0)
+		sbx_proxy_fail("remount /dev read-only: %s", strerror(errno));
+}
+
+/* Builds the whole root in G.root_mnt and pivots into it (proxy, in its own mount ns). */
+static void sbx_setup_fs(const struct sbx_ctx *c)
+{
+	const char *R = G.root_mnt;
+	char p[PATH_MAX], h[PATH_MAX];
+
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		sbx_proxy_fail("making / private: %s", strerror(errno));
+	if (mount("corral-root", R, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,nr_inodes=4096,mode=0755") < 0)
+		sbx_proxy_fail("mount root tmpfs: %s", strerror(errno));
+
+	for (size_t i = 0; sbx_top_dirs[i] != NULL; i++) {
+		snprintf(h, sizeof h, "/%s", sbx_top_dirs[i]);
+		sbx_expose(h, sbx_join(p, sizeof p, R, sbx_top_dirs[i]));
+	}
+	sbx_setup_etc(c, R);
+	sbx_setup_dev(c, R);
+
+	sbx_join(p, sizeof p, R, "proc");
+	if (mkdir(p, 0555) < 0 ||
+	    mount("proc", p, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=2") < 0)
+		sbx_proxy_fail("mount /proc: %s", strerror(errno));
+	sbx_tmpfs(sbx_join(p, sizeof p, R, "tmp"), c->tmp_opts, MS_NOSUID | MS_NODEV);
+
+	sbx_join(p, sizeof p, R, "box");
+	if (mkdir(p, 0755) < 0 || mount(c->box->path, p, NULL, MS_BIND, NULL) < 0 ||
+	    mount(NULL, p, NULL, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV, NULL) < 0)
+		sbx_proxy_fail("bind the box on /box: %s", strerror(errno));
+
+	if (chdir(R) < 0 || syscall(SYS_pivot_root, ".", ".") < 0)
+		sbx_proxy_fail("pivot_root: %s", strerror(errno));
+	if (umount2(".", MNT_DETACH) < 0 || chdir("/") < 0)
+		sbx_proxy_fail("detaching the old root: %s", strerror(errno));
+	if (mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
+		sbx_proxy_fail("remount / read-only: %s", strerror(errno));
+}
+
+/* Brings up lo in the (new, empty) network namespace. */
+static void sbx_setup_net(void)
+{
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct ifreq ifr;
+	memset(&ifr, 0, sizeof ifr);
+	strcpy(ifr.ifr_name, "lo");
+	if (s < 0 || ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+		sbx_proxy_fail("lo: %s", strerror(errno));
+	ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+	if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+		sbx_proxy_fail("lo up: %s", strerror(errno));
+	close(s);
+}
+
+/* Sets one rlimit (soft = hard = v, capped at the current hard limit when we cannot raise it). */
+static int sbx_rlimit(int res, rlim_t v)
+{
+	struct rlimit cur, rl = { v, v };
+	if (getrlimit(res, &cur) == 0 && cur.rlim_max != RLIM_INFINITY &&
+	    (v == RLIM_INFINITY || v > cur.rlim_max))
+		rl.rlim_cur = rl.rlim_max = cur.rlim_max;
+	return setrlimit(res, &rl);
+}
+
+/* Applies the program's rlimits; 0 or -1. */
+static int sbx_set_rlimits(const struct sbx_limits *l)
+{
+	rlim_t cpu = RLIM_INFINITY, nproc = l->processes;
+	if (l->cpu_ms > 0)
+		cpu = (rlim_t)((l->cpu_ms + 999) / 1000);
+	if (sbx_rlimit(RLIMIT_CORE, 0) < 0 || sbx_rlimit(RLIMIT_MEMLOCK, 0) < 0 ||
+	    sbx_rlimit(RLIMIT_NOFILE, l->open_files) < 0 ||
+	    sbx_rlimit(RLIMIT_STACK, l->stack_bytes) < 0 ||
+	    sbx_rlimit(RLIMIT_NPROC, nproc) < 0 || sbx_rlimit(RLIMIT_MSGQUEUE, 0) < 0 ||
+	    sbx_rlimit(RLIMIT_FSIZE, l->fsize_bytes ? l->fsize_bytes : RLIM_INFINITY) < 0)
+		return -1;
+	if (cpu != RLIM_INFINITY) {               /* SIGXCPU at the soft limit, SIGKILL a second later */
+		struct rlimit rl = { cpu, cpu + 1 };
+		if (setrlimit(RLIMIT_CPU, &rl) < 0)
+			return -1;
+	}
+	/* without cgroups, RLIMIT_DATA is the only memory cap (never RLIMIT_AS: JVM, Go) */
+	if (cg_version() == CG_NONE && l->memory_bytes > 0 && sbx_rlimit(RLIMIT_DATA, l->memory_bytes) < 0)
+		return -1;
+	return 0;
+}
+
+/* Drops every privilege: groups, gid, uid, capabilities (bounding, ambient, I/P/E); returns the failed step or -1. */
+static int sbx_drop_privs(const struct sbx_box *b)
+{
+	if (setgroups(0, NULL) < 0)
+		return 3;
+	if (setresgid(b->gid, b->gid, b->gid) < 0)
+		return 4;
+	for (int cap = 0; cap < 64; cap++)
+		if (CAP_IS_SUPPORTED(cap) && cap_drop_bound(cap) < 0)
+			return 5;
+	if (cap_reset_ambient() < 0 && errno != EINVAL)
+		return 6;
+	if (setresuid(b->uid, b->uid, b->uid) < 0)
+		return 7;
+	if (cap_set_proc(G.nocaps) < 0)
+		return 8;
+	uid_t r, e, s;
+	if (getresuid(&r, &e, &s) < 0 || r == 0 || e == 0 || s == 0 || r != b->uid ||
+	    prctl(PR_CAPBSET_READ, CAP_SYS_ADMIN, 0, 0, 0) != 0 || getgroups(0, NULL) != 0)
+		return 9;
+	return -1;
+}
+
+/* The program child: fds, limits, credentials, seccomp, execve; never returns. */
+static void __attribute__((noreturn)) sbx_exec_program(const struct sbx_ctx *c, int errfd)
+{
+	struct sbx_exec_err ee = { 0, 0, 0 };
+	sigset_t all;
+
+	if (errfd != 3 && dup3(errfd, 3, O_CLOEXEC) < 0)
+		_exit(127);
+	sbx_close_from(4);
+	for (int sig = 1; sig < _NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			signal(sig, SIG_DFL);
+	sigemptyset(&all);
+	sigprocmask(SIG_SETMASK, &all, NULL);
+	setsid();
+
+	ee.step = 1;
+	if (chdir("/box") < 0)
+		goto fail;
+	ee.step = 2;
+	if (sbx_set_rlimits(&c->lim) < 0)
+		goto fail;
+	int step = sbx_drop_privs(c->box);
+	if (step >= 0) {
+		ee.step = step;
+		goto fail;
+	}
+	ee.step = 10;
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		goto fail;
+	ee.step = 11;
+	if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, G.filter, 0, 0) < 0)
+		goto fail;
+	ee.step = -1;                                /* start of the wall clock */
+	ee.t_us = sbx_now_us();
+	if (write(3, &ee, sizeof ee) < 0)
+		_exit(127);
+	ee.step = 12;
+	execve(c->argv[0], c->argv, c->envp);
+fail:
+	ee.err = errno;
+	if (write(3, &ee, sizeof ee) < 0)
+		_exit(127);
+	_exit(127);
+}
+
+/* The proxy: PID 1 of the new namespaces; builds the root, runs the program, reports; never returns. */
+static void __attribute__((noreturn)) sbx_proxy(const struct sbx_ctx *c)
+{
+	struct sbx_msg m;
+	char go;
+	int ep[2];
+
+	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);          /* our memory is a copy of the worker's */
+	/* only the slot's SIGKILL ends us: a worker's group-wide SIGTERM must not cut a run short
+	 * or run the worker's handlers here (the program gets SIG_DFL for everything back) */
+	static const int quiet[] = { SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGALRM,
+	    SIGTSTP, SIGTTIN, SIGTTOU, SIGPIPE };
+	for (size_t i = 0; i < sizeof quiet / sizeof quiet[0]; i++)
+		signal(quiet[i], SIG_IGN);
+	/* fds: 0 stdin pipe, 1 stdout pipe, 2 stderr pipe, 3 sync, 4 status; nothing else */
+	int fds[5] = { c->in_r, c->out_w, c->err_w, c->sync_r, c->stat_w };
+	for (int i = 0; i < 5; i++)
+		if ((fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 64)) < 0)
+			_exit(1);
+	for (int i = 0; i < 5; i++)
+		if (dup3(fds[i], i, i >= 3 ? O_CLOEXEC : 0) < 0)
+			_exit(1);
+	sbx_close_from(5);
+	umask(0);
+
+	if (read(3, &go, 1) != 1)                    /* the slot attaches us to the cgroup first */
+		_exit(1);
+	close(3);
+	sbx_setup_fs(c);
+	if (sethostname(SBX_HOSTNAME, strlen(SBX_HOSTNAME)) < 0)
+		sbx_proxy_fail("sethostname: %s", strerror(errno));
+	sbx_setup_net();
+
+	if (pipe2(ep, O_CLOEXEC) < 0)
+		sbx_proxy_fail("pipe: %s", strerror(errno));
+	pid_t child = fork();
+	if (child < 0)
+		sbx_proxy_fail("fork: %s", strerror(errno));
+	if (child == 0)
+		sbx_exec_program(c, ep[1]);
+	close(ep[1]);
+	close(0);
+	close(1);
+	close(2);
+
+	struct sbx_exec_err ee;
+	ssize_t n;
+	uint64_t t_exec = 0;
+	for (;;) {                                   /* {-1, t} then EOF = exec done, else an error */
+		do
+			n = read(ep[0], &ee, sizeof ee);
+		while (n < 0 && errno == EINTR);
+		if (n != (ssize_t)sizeof ee || ee.step != -1)
+			break;
+		t_exec = ee.t_us;
+	}
+	if (n == (ssize_t)sizeof ee) {
+		int step = ee.step >= 0 && ee.step < (int)(sizeof sbx_steps / sizeof sbx_steps[0]) ?
+		    ee.step : 0;
+		sbx_proxy_fail("%s%s%s: %s", sbx_steps[step], step == 12 ? " " : "",
+		    step == 12 ? c->argv[0] : "", strerror(ee.err));
+	}
+	close(ep[0]);
+	memset(&m, 0, sizeof m);
+	m.type = 'S';
+	m.t_us = t_exec ? t_exec : sbx_now_us();
+	sbx_send(&m);
+
+	/* reap everything; the main program's exit ends the run */
+	memset(&m, 0, sizeof m);
+	for (;;) {
+		int st;
+		struct rusage ru;
+		pid_t p = wait4(-1, &st, __WALL, &ru);
+		if (p < 0 && errno == EINTR)
+			continue;
+		if (p < 0)
+			sbx_proxy_fail("wait: %s", strerror(errno));
+		if (p == child) {
+			m.status = st;
+			m.ru = ru;
+			break;
+		}
+	}
+	m.type = 'R';
+	m.t_us = sbx_now_us();
+	getrusage(RUSAGE_CHILDREN, &m.ru_children);
+	sbx_send(&m);
+	_exit(0);                                    /* the kernel now kills the rest of the namespace */
+}
+
+/* ------------------------------------------------------------------ */
+/* Outside: the slot's side of one run.                                */
+/* ------------------------------------------------------------------ */
+
+struct sbx_stream {
+	int fd;
+	char *buf;
+	size_t len, alloc, cap;
+	uint64_t dropped;
+};
+
+/* State of one run on the slot side. */
+struct sbx_run {
+	struct sbx_ctx ctx;
+	struct cg_run *cg;
+	pid_t proxy;
+	int in_w, stat_r, sync_w;
+	size_t in_done;
+	struct sbx_stream out, err;
+	struct sbx_msg msg;          /* last 'S'/'R'/'E' message */
+	char msgbuf[sizeof(struct sbx_msg)];
+	size_t msglen;
+	bool started, reported, failed, stat_eof;
+	uint64_t t_start, t_end, cpu_base;
+	enum sbx_status kill_reason; /* SBX_OK = not killed by us */
+	char errtext[256];
+};
+
+/* Checks the job's environment entries: NAME=VALUE, NAME [A-Za-z_][A-Za-z0-9_]*, not PATH/HOME/LD_*; 0 or -1. */
+static int sbx_check_env(char *const *env, size_t *count, bool *has_lang, char **cause)
+{
+	size_t n = 0;
+	*has_lang = false;
+	for (; env != NULL && env[n] != NULL; n++) {
+		const char *e = env[n], *eq = strchr(e, '=');
+		size_t nl = eq ? (size_t)(eq - e) : 0;
+		if (eq == NULL || nl == 0 || nl > 255 || isdigit((unsigned char)e[0]))
+			return sbx_set_error(cause, "bad environment entry %zu", n);
+		for (size_t i = 0; i < nl; i++)
+			if (!isalnum((unsigned char)e[i]) && e[i] != '_')
+				return sbx_set_error(cause, "bad environment variable name %.*s", (int)nl, e);
+		if ((nl == 4 && strncmp(e, "PATH", 4) == 0) || (nl == 4 && strncmp(e, "HOME", 4) == 0) ||
+		    strncmp(e, "LD_", 3) == 0)
+			return sbx_set_error(cause, "environment variable %.*s may not be set", (int)nl, e);
+		if (nl == 4 && strncmp(e, "LANG", 4) == 0)
+			*has_lang = true;
+	}
+	if (n > SBX_MAX_ENV)
+		return sbx_set_error(cause, "too many environment entries");
+	*count = n;
+	return 0;
+}
+
+/* Fills defaults into the limits. */
+static void sbx_default_limits(struct sbx_limits *l)
+{
+	if (l->output_bytes == 0)
+		l->output_bytes = 64u << 10;
+	if (l->stack_bytes == 0)
+		l->stack_bytes = 64u << 20;
+	if (l->processes == 0)
+		l->processes = 64;
+	if (l->open_files == 0)
+		l->open_files = 1024;
+}
+
+/* Prepares everything the proxy and program need (envp malloc'd into r->ctx); 0 or -1. */
+static int sbx_prepare(struct sbx_run *r, struct sbx_box *box, const struct sbx_run_spec *spec,
+    char **cause)
+{
+	struct sbx_ctx *c = &r->ctx;
+	size_t nenv = 0;
+	bool has_lang;
+
+	if (spec->argv == NULL || spec->argv[0] == NULL || spec->argv[0][0] != '/')
+		return sbx_set_error(cause, "argv[0] must be an absolute path");
+	if (spec->network != 0)
+		return sbx_set_error(cause, "network mode %d is not supported", spec->network);
+	if (sbx_check_env(spec->env, &nenv, &has_lang, cause) < 0)
+		return -1;
+	c->box = box;
+	c->argv = spec->argv;
+	c->lim = spec->lim;
+	sbx_default_limits(&c->lim);
+	if ((c->envp = calloc(nenv + 4, sizeof *c->envp)) == NULL)
+		return sbx_set_error(cause, "out of memory");
+	size_t k = 0;
+	c->envp[k++] = (char *)SBX_PATH_ENV;
+	c->envp[k++] = (char *)SBX_HOME_ENV;
+	if (!has_lang)
+		c->envp[k++] = (char *)SBX_LANG_ENV;
+	for (size_t i = 0; i < nenv; i++)
+		c->envp[k++] = spec->env[i];
+	c->envp[k] = NULL;
+
+	snprintf(c->passwd, sizeof c->passwd,
+	    "root:x:0:0:root:/nonexistent:/usr/sbin/nologin\n"
+	    "sandbox:x:%u:%u:corral sandbox:/box:/bin/sh\n"
+	    "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+	    (unsigned)box->uid, (unsigned)box->gid);
+	snprintf(c->group, sizeof c->group, "root:x:0:\nsandbox:x:%u:\nnogroup:x:65534:\n",
+	    (unsigned)box->gid);
+	/* /tmp and /dev/shm: their own tmpfs each, as large as the box (pages count in the memory cgroup too) */
+	snprintf(c->tmp_opts, sizeof c->tmp_opts, "size=%" PRIu64 ",nr_inodes=16384,mode=1777",
+	    box->disk_bytes);
+	snprintf(c->shm_opts, sizeof c->shm_opts, "size=%" PRIu64 ",nr_inodes=1024,mode=1777",
+	    box->disk_bytes);
+	return 0;
+}
+
+/* Makes a pipe with both ends close-on-exec; the slot's end optionally non-blocking; 0 or -1. */
+static int sbx_pipe(int p[2], int nonblock_end, char **cause)
+{
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return sbx_set_error(cause, "pipe: %s", strerror(errno));
+	if (nonblock_end >= 0)
+		fcntl(p[nonblock_end], F_SETFL, fcntl(p[nonblock_end], F_GETFL) | O_NONBLOCK);
+	return 0;
+}
+
+/* Closes *fd if open and marks it closed. */
+static void sbx_close(int *fd)
+{
+	if (*fd >= 0) {
+		close(*fd);
+		*fd = -1;
+	}
+}
+
+/* Clones the proxy into new namespaces; returns its pid or -1 with cause. */
+static pid_t sbx_clone_proxy(struct sbx_run *r, char **cause)
+{
+	/* a raw clone without a new stack behaves like fork(); the glibc clone() wrapper would need one */
+	long flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET | SIGCHLD;
+	pid_t pid = (pid_t)syscall(SYS_clone, flags, NULL, NULL, NULL, NULL);
+	if (pid < 0)
+		return sbx_set_error(cause, "clone: %s", strerror(errno));
+	if (pid == 0)
+		sbx_proxy(&r->ctx);
+	return pid;
+}
+
+/* Reads what is available from a stream, keeping up to cap bytes; returns 1 at EOF, 0 otherwise. */
+static int sbx_read_stream(struct sbx_stream *s)
+{
+	char scratch[65536];
+
+	for (int rounds = 0; rounds < 64; rounds++) {
+		char *dst = scratch;
+		size_t room = sizeof scratch;
+		if (s->len < s->cap) {
+			if (s->alloc < s->cap + 1 && s->alloc - s->len < 4096 + 1) {
+				size_t na = s->alloc ? s->alloc * 2 : 16384;
+				if (na > s->cap + 1)
+					na = s->cap + 1;
+				char *nb = realloc(s->buf, na);
+				if (nb != NULL) {
+					s->buf = nb;
+					s->alloc = na;
+				}
+			}
+			if (s->alloc > s->len + 1) {
+				dst = s->buf + s->len;
+				room = s->alloc - 1 - s->len;
+				if (room > s->cap - s->len)
+					room = s->cap - s->len;
+			}
+		}
+		ssize_t n = read(s->fd, dst, room);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return errno == EAGAIN ? 0 : 1;
+		if (n == 0)
+			return 1;
+		if (dst == scratch)
+			s->dropped += (uint64_t)n;
+		else
+			s->len += (size_t)n;
+	}
+	return 0;
+}
+
+/* Reads the status pipe; records 'S', 'R' and 'E' messages; returns 1 at EOF. */
+static int sbx_read_status(struct sbx_run *r)
+{
+	for (;;) {
+		ssize_t n = read(r->stat_r, r->msgbuf + r->msglen, sizeof r->msgbuf - r->msglen);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return errno == EAGAIN ? 0 : 1;
+		if (n == 0)
+			return 1;
+		r->msglen += (size_t)n;
+		if (r->msglen < sizeof r->msgbuf)
+			continue;
+		r->msglen = 0;
+		memcpy(&r->msg, r->msgbuf, sizeof r->msg);
+		if (r->msg.type == 'S') {
+			r->started = true;
+			r->t_start = r->msg.t_us;
+			if (cg_run_cpu_us(r->cg, &r->cpu_base) < 0)
+				r->cpu_base = 0;
+		} else if (r->msg.type == 'R') {
+			r->reported = true;
+			r->t_end = r->msg.t_us;
+		} else if (r->msg.type == 'E') {
+			r->failed = true;
+			r->msg.text[sizeof r->msg.text - 1] = '\0';
+			snprintf(r->errtext, sizeof r->errtext, "%s", r->msg.text);
+		}
+	}
+}
+
+/* Writes pending stdin without blocking; closes the pipe when done or when the program stopped reading. */
+static void sbx_write_stdin(struct sbx_run *r, const struct sbx_run_spec *spec)
+{
+	while (r->in_w >= 0 && r->in_done < spec->stdin_len) {
+		ssize_t n = write(r->in_w, (const char *)spec->stdin_data + r->in_done,
+		    spec->stdin_len - r->in_done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n <= 0)
+			break;                            /* EPIPE: the program does not read; fine */
+		r->in_done += (size_t)n;
+	}
+	sbx_close(&r->in_w);
+}
+
+/* Kills the whole run (SIGKILL to the proxy takes the PID namespace down) and records why. */
+static void sbx_kill(struct sbx_run *r, enum sbx_status why)
+{
+	if (r->kill_reason == SBX_OK)
+		r->kill_reason = why;
+	if (r->t_end == 0)
+		r->t_end = sbx_now_us();
+	kill(r->proxy, SIGKILL);
+}
+
+/* True if a stream read so much beyond its cap that the run must stop. */
+static bool sbx_flooding(const struct sbx_stream *s)
+{
+	return s->dropped > 4 * (uint64_t)s->cap + SBX_FLOOD_SLACK;
+}
+
+/* Runs the poll loop until the proxy exits or the run is killed. */
+static void sbx_loop(struct sbx_run *r, const struct sbx_run_spec *spec)
+{
+	uint64_t t_go = sbx_now_us(), next_tick = t_go + SBX_TICK_US, last_cb = 0;
+
+	while (!r->stat_eof && r->kill_reason == SBX_OK) {
+		uint64_t now = sbx_now_us(), deadline;
+		bool running = r->started && !r->reported;   /* after 'R' only EOF is awaited */
+		if (running && spec->lim.wall_ms > 0 && now >= r->t_start + spec->lim.wall_ms * 1000) {
+			sbx_kill(r, SBX_TIMEOUT);
+			break;
+		}
+		if (!r->started && now >= t_go + SBX_SETUP_US) {
+			snprintf(r->errtext, sizeof r->errtext, "sandbox setup timed out");
+			r->failed = true;
+			sbx_kill(r, SBX_ERROR);
+			break;
+		}
+		if (now >= next_tick) {
+			uint64_t cpu;
+			next_tick = now + SBX_TICK_US;
+			if (running && spec->lim.cpu_ms > 0 && cg_run_cpu_us(r->cg, &cpu) == 0 &&
+			    cpu > r->cpu_base && cpu - r->cpu_base > spec->lim.cpu_ms * 1000) {
+				sbx_kill(r, SBX_CPU_LIMIT);
+				break;
+			}
+		}
+		if (!r->reported && spec->poll_cb != NULL && now >= last_cb + SBX_TICK_US) {
+			last_cb = now;
+			if (spec->poll_cb(spec->poll_arg) != 0) {
+				sbx_kill(r, SBX_CANCELLED);
+				break;
+			}
+		}
+
+		struct pollfd pf[5];
+		int n = 0, i_stat, i_out = -1, i_err = -1, i_in = -1, i_x = -1;
+		pf[i_stat = n++] = (struct pollfd){ r->stat_r, POLLIN, 0 };
+		if (r->out.fd >= 0)
+			pf[i_out = n++] = (struct pollfd){ r->out.fd, POLLIN, 0 };
+		if (r->err.fd >= 0)
+			pf[i_err = n++] = (struct pollfd){ r->err.fd, POLLIN, 0 };
+		if (r->in_w >= 0)
+			pf[i_in = n++] = (struct pollfd){ r->in_w, POLLOUT, 0 };
+		if (spec->extra_fd >= 0 && spec->poll_cb != NULL && now >= last_cb + 10000)
+			pf[i_x = n++] = (struct pollfd){ spec->extra_fd, POLLIN, 0 };
+
+		deadline = next_tick;
+		if (spec->poll_cb != NULL && last_cb + SBX_TICK_US < deadline)
+			deadline = last_cb + SBX_TICK_US;
+		if (running && spec->lim.wall_ms > 0 && r->t_start + spec->lim.wall_ms * 1000 < deadline)
+			deadline = r->t_start + spec->lim.wall_ms * 1000;
+		int timeout = deadline > now ? (int)((deadline - now + 999) / 1000) : 0;
+		if (poll(pf, (nfds_t)n, timeout) < 0) {
+			if (errno == EINTR)
+				continue;
+			snprintf(r->errtext, sizeof r->errtext, "poll: %s", strerror(errno));
+			r->failed = true;
+			sbx_kill(r, SBX_ERROR);
+			break;
+		}
+		if (pf[i_stat].revents && sbx_read_status(r))
+			r->stat_eof = true;
+		if (i_out >= 0 && pf[i_out].revents && sbx_read_stream(&r->out))
+			sbx_close(&r->out.fd);
+		if (i_err >= 0 && pf[i_err].revents && sbx_read_stream(&r->err))
+			sbx_close(&r->err.fd);
+		if (i_in >= 0 && pf[i_in].revents)
+			sbx_write_stdin(r, spec);
+		if (i_x >= 0 && pf[i_x].revents) {
+			last_cb = sbx_now_us();
+			if (spec->poll_cb(spec->poll_arg) != 0)
+				sbx_kill(r, SBX_CANCELLED);
+		}
+		if (!r->reported && (sbx_flooding(&r->out) || sbx_flooding(&r->err)))
+			sbx_kill(r, SBX_OUTPUT_LIMIT);
+	}
+}
+
+/* After the proxy is gone: reads what is left in the status and output pipes (all writers are dead). */
+static void sbx_drain(struct sbx_run *r)
+{
+	if (!r->stat_eof)
+		sbx_read_status(r);
+	for (int round = 0; round < 100 && (r->out.fd >= 0 || r->err.fd >= 0); round++) {
+		if (r->out.fd >= 0 && sbx_read_stream(&r->out))
+			sbx_close(&r->out.fd);
+		if (r->err.fd >= 0 && sbx_read_stream(&r->err))
+			sbx_close(&r->err.fd);
+		if (sbx_flooding(&r->out) || sbx_flooding(&r->err))
+			break;
+		if (r->out.fd >= 0 || r->err.fd >= 0) {
+			struct pollfd pf[2] = { { r->out.fd, POLLIN, 0 }, { r->err.fd, POLLIN, 0 } };
+			poll(pf, 2, 10);
+		}
+	}
+}
+
+/* Hands a stream's buffer to the result (always a NUL-terminated malloc'd string); 0 or -1. */
+static int sbx_take_stream(struct sbx_stream *s, char **out, size_t *len, bool *trunc, uint64_t *dropped)
+{
+	if (s->buf == NULL && (s->buf = malloc(1)) == NULL)
+		return -1;
+	s->buf[s->len] = '\0';
+	*out = s->buf;
+	*len = s->len;
+	*trunc = s->dropped > 0;
+	*dropped = s->dropped;
+	s->buf = NULL;
+	return 0;
+}
+
+/* Fills res from the finished run; returns 0, or -1 with cause when the sandbox itself failed. */
+static int sbx_fill_result(struct sbx_run *r, int proxy_status, const struct sbx_run_spec *spec,
+    struct sbx_result *res, char **cause)
+{
+	struct cg_stats cs;
+	cg_run_stats(r->cg, &cs);
+
+	if (r->failed || (r->kill_reason == SBX_OK && !r->reported && cs.oom_kills == 0))
+		return sbx_set_error(cause, "sandbox: %s", r->errtext[0] ? r->errtext :
+		    WIFSIGNALED(proxy_status) ? "proxy killed" : "proxy exited without a report");
+
+	res->exit_code = -1;
+	res->signal = SIGKILL;
+	if (r->reported) {
+		int st = r->msg.status;
+		res->exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+		res->signal = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
+	}
+	res->wall_us = r->started && r->t_end > r->t_start ? r->t_end - r->t_start : 0;
+	const struct rusage *ru = &r->msg.ru_children;
+	if (cs.have_cpu)
+		res->cpu_us = cs.cpu_us > r->cpu_base ? cs.cpu_us - r->cpu_base : 0;
+	else if (r->reported)
+		res->cpu_us = (uint64_t)ru->ru_utime.tv_sec * 1000000 + (uint64_t)ru->ru_utime.tv_usec +
+		    (uint64_t)ru->ru_stime.tv_sec * 1000000 + (uint64_t)ru->ru_stime.tv_usec;
+	res->memory_peak_bytes = cs.have_memory ? cs.memory_peak :
+	    r->reported ? (uint64_t)ru->ru_maxrss * 1024 : 0;
+	res->oom_killed = cs.oom_kills > 0;
+	res->timed_out = r->kill_reason == SBX_TIMEOUT;
+	res->cancelled = r->kill_reason == SBX_CANCELLED;
+	res->output_exceeded = r->kill_reason == SBX_OUTPUT_LIMIT;
+	res->cpu_exceeded = r->kill_reason == SBX_CPU_LIMIT || res->signal == SIGXCPU ||
+	    (spec->lim.cpu_ms > 0 && res->cpu_us > spec->lim.cpu_ms * 1000);
+
+	if (r->kill_reason != SBX_OK)
+		res->status = r->kill_reason;
+	else if (res->oom_killed)
+		res->status = SBX_MEMORY_LIMIT;
+	else if (res->cpu_exceeded)
+		res->status = SBX_CPU_LIMIT;
+	else
+		res->status = SBX_OK;
+
+	if (sbx_take_stream(&r->out, &res->out, &res->out_len, &res->out_truncated, &res->out_dropped) < 0 ||
+	    sbx_take_stream(&r->err, &res->err, &res->err_len, &res->err_truncated, &res->err_dropped) < 0)
+		return sbx_set_error(cause, "out of memory");
+	return 0;
+}
+
+/* Runs one program in fresh namespaces on the box; fills res; 0, or -1 with cause (res->status = SBX_ERROR). */
+int sbx_box_run(struct sbx_box *box, const struct sbx_run_spec *spec, struct sbx_result *res,
+    char **cause)
+{
+	struct sbx_run r;
+	int in[2] = { -1, -1 }, out[2] = { -1, -1 }, err[2] = { -1, -1 };
+	int sync[2] = { -1, -1 }, stat[2] = { -1, -1 };
+	int rc = -1, proxy_status = 0;
+
+	memset(res, 0, sizeof *res);
+	res->status = SBX_ERROR;
+	res->exit_code = -1;
+	memset(&r, 0, sizeof r);
+	r.proxy = -1;
+	r.in_w = r.stat_r = r.sync_w = r.out.fd = r.err.fd = -1;
+	if (!G.ready)
+		return sbx_set_error(cause, "sbx_global_init was not called");
+	if (sbx_prepare(&r, box, spec, cause) < 0)
+		goto out;
+	r.out.cap = r.err.cap = (size_t)r.ctx.lim.output_bytes;
+	if (cg_run_create(&r.cg, box->slot, &r.ctx.lim, cause) < 0)
+		goto out;
+	if (sbx_pipe(in, 1, cause) < 0 || sbx_pipe(out, 0, cause) < 0 || sbx_pipe(err, 0, cause) < 0 ||
+	    sbx_pipe(sync, -1, cause) < 0 || sbx_pipe(stat, 0, cause) < 0)
+		goto out;
+	r.ctx.in_r = in[0];
+	r.ctx.out_w = out[1];
+	r.ctx.err_w = err[1];
+	r.ctx.sync_r = sync[0];
+	r.ctx.stat_w = stat[1];
+	r.in_w = in[1];
+	r.out.fd = out[0];
+	r.err.fd = err[0];
+	r.sync_w = sync[1];
+	r.stat_r = stat[0];
+	in[1] = out[0] = err[0] = sync[1] = stat[0] = -1;   /* now owned by r */
+
+	if ((r.proxy = sbx_clone_proxy(&r, cause)) < 0)
+		goto out;
+	sbx_close(&in[0]);
+	sbx_close(&out[1]);
+	sbx_close(&err[1]);
+	sbx_close(&sync[0]);
+	sbx_close(&stat[1]);
+	if (cg_run_attach(r.cg, r.proxy, cause) < 0)
+		goto out;
+	if (write(r.sync_w, "g", 1) != 1) {
+		sbx_set_error(cause, "releasing the proxy: %s", strerror(errno));
+		goto out;
+	}
+	sbx_close(&r.sync_w);
+	if (spec->stdin_len == 0)
+		sbx_close(&r.in_w);
+
+	sbx_loop(&r, spec);
+	sbx_close(&r.in_w);
+	while (waitpid(r.proxy, &proxy_status, 0) < 0 && errno == EINTR)
+		;
+	r.proxy = -1;
+	sbx_drain(&r);
+	cg_run_kill(r.cg);                /* safety net: the namespace is already empty */
+	rc = sbx_fill_result(&r, proxy_status, spec, res, cause);
+out:
+	if (r.proxy > 0) {
+		kill(r.proxy, SIGKILL);
+		while (waitpid(r.proxy, NULL, 0) < 0 && errno == EINTR)
+			;
+	}
+	if (rc < 0)
+		res->status = SBX_ERROR;
+	cg_run_destroy(r.cg);
+	int fds[] = { in[0], in[1], out[0], out[1], err[0], err[1], sync[0], sync[1], stat[0], stat[1],
+	    r.in_w, r.out.fd, r.err.fd, r.sync_w, r.stat_r };
+	for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	free(r.out.buf);
+	free(r.err.buf);
+	free(r.ctx.envp);
+	return rc;
+}
