@@ -45,8 +45,11 @@ static const struct app_stmt app_stmts[] = {
 	{ "key_by_public", KEY_COLUMNS "WHERE public_key = $1" },
 	{ "key_by_hash", KEY_COLUMNS "WHERE secret_hash = decode($1, 'hex')" },
 	{ "submit",
-	  "SELECT job_id, replayed FROM corral_submit($1::bigint, $2::text, $3::text, $4::text, "
-	  "$5::jsonb, $6::integer)" },
+	  "SELECT job_id, replayed, refused FROM corral_submit($1::bigint, $2::text, $3::text, $4::text, "
+	  "$5::jsonb, $6::integer, $7::integer)" },
+	{ "take",
+	  "SELECT allowed, remaining, reset_at, retry_after FROM corral_take($1::bigint, $2::integer, "
+	  "$3::integer)" },
 	{ "job_get",
 	  "SELECT j.id, j.status, j.language, coalesce(j.request->>'network_mode', 'zerotrust'), "
 	  ISO("j.created_at") ", " ISO("j.started_at") ", " ISO("j.completed_at") ", "
@@ -482,8 +485,8 @@ static int h_submit(struct app *a, const struct http_req *req, const struct auth
 	json_object *body, *norm;
 	struct job job;
 	struct job_error jerr;
-	char key[32], attempts[16], *nonce = NULL, *cause = NULL;
-	const char *vals[6];
+	char key[32], attempts[16], conc[16], *nonce = NULL, *cause = NULL;
+	const char *vals[7];
 	PGresult *r = NULL;
 	int rc;
 
@@ -508,12 +511,22 @@ static int h_submit(struct app *a, const struct http_req *req, const struct auth
 	vals[3] = job.lang->id;
 	vals[4] = json_object_to_json_string_ext(norm, JSON_C_TO_STRING_PLAIN);
 	vals[5] = attempts;
-	rc = app_exec(a, "submit", 6, vals, &r, &cause);
+	snprintf(conc, sizeof conc, "%d", au->key.concurrency_limit);
+	vals[6] = conc;
+	rc = app_exec(a, "submit", 7, vals, &r, &cause);
 	json_object_put(norm);
 	job_free(&job);
 	free(nonce);
 	if (rc < 0) {
 		h_db_fail(resp, rc, cause);
+		return -1;
+	}
+	if (PQntuples(r) == 1 && PQgetvalue(r, 0, 2)[0] == 't') {
+		PQclear(r);
+		http_resp_error(resp, 429, "Too many running jobs", "CONCURRENCY_LIMIT", NULL,
+		    "This key may have at most %d jobs pending or running at once; wait for one to finish.",
+		    au->key.concurrency_limit);
+		http_resp_header(resp, "Retry-After", "1");
 		return -1;
 	}
 	if (PQntuples(r) != 1 || PQgetisnull(r, 0, 0)) {
@@ -883,6 +896,38 @@ static void h_keys_validate(struct app *a, struct auth_result *au, struct http_r
 		http_resp_header(resp, "X-Replayed", "true");
 }
 
+/* Takes one token from the key's rate bucket (shared by every process and host through
+ * PostgreSQL) and adds the X-RateLimit headers. Returns 0 to go on, -1 with resp set (429,
+ * or the database error). */
+static int h_rate_limit(struct app *a, const struct auth_result *au, struct http_resp *resp)
+{
+	char key[32], rate[16], burst[16], *cause = NULL;
+	const char *vals[3] = { key, rate, burst };
+	PGresult *r = NULL;
+	int rc;
+	snprintf(key, sizeof key, "%lld", au->key.id);
+	snprintf(rate, sizeof rate, "%d", au->key.rate_per_minute);
+	snprintf(burst, sizeof burst, "%d", au->key.burst);
+	rc = app_exec(a, "take", 3, vals, &r, &cause);
+	if (rc < 0) {
+		h_db_fail(resp, rc, cause);
+		return -1;
+	}
+	http_resp_header(resp, "X-RateLimit-Limit", "%d", au->key.rate_per_minute);
+	http_resp_header(resp, "X-RateLimit-Remaining", "%s", PQgetvalue(r, 0, 1));
+	http_resp_header(resp, "X-RateLimit-Reset", "%s", PQgetvalue(r, 0, 2));
+	if (PQgetvalue(r, 0, 0)[0] != 't') {
+		http_resp_header(resp, "Retry-After", "%s", PQgetvalue(r, 0, 3));
+		http_resp_error(resp, 429, "Rate limit exceeded", "RATE_LIMITED", NULL,
+		    "This key may make %d requests a minute (bursts of %d); retry after %s s.",
+		    au->key.rate_per_minute, au->key.burst, PQgetvalue(r, 0, 3));
+		PQclear(r);
+		return -1;
+	}
+	PQclear(r);
+	return 0;
+}
+
 /* Routes, authenticates and answers one request. */
 void app_handle(struct app *a, struct http_req *req, struct http_resp *resp)
 {
@@ -910,7 +955,7 @@ void app_handle(struct app *a, struct http_req *req, struct http_resp *resp)
 	}
 	auth_result_init(&au);
 	if (auth_request(req, a->master, a->conf->timestamp_window, time(NULL), h_lookup_key,
-	    a, &au, resp) < 0) {
+	    a, &au, resp) < 0 || h_rate_limit(a, &au, resp) < 0) {
 		auth_result_free(&au);
 		return;
 	}
