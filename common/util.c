@@ -200,7 +200,7 @@ void util_hex(const unsigned char *in, size_t n, char *out)
 }
 
 /* Returns the value of one hex digit, or -1. */
-static int hexval(char c)
+int util_hexval(char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -215,10 +215,10 @@ static int hexval(char c)
 int util_unhex(const char *in, unsigned char *out, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
-		int hi = hexval(in[2 * i]), lo;
+		int hi = util_hexval(in[2 * i]), lo;
 		if (hi < 0)
 			return -1;
-		lo = hexval(in[2 * i + 1]);
+		lo = util_hexval(in[2 * i + 1]);
 		if (lo < 0)
 			return -1;
 		out[i] = (unsigned char)(hi << 4 | lo);

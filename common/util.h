@@ -35,6 +35,8 @@ char *util_read_file(const char *path, size_t max, size_t *len, char **cause);
 
 /* Hex-encodes n bytes into out (2n+1 bytes, NUL-terminated, lowercase). */
 void util_hex(const unsigned char *in, size_t n, char *out);
+/* Returns the value of one hex digit, or -1. */
+int util_hexval(char c);
 /* Decodes 2n hex characters into n bytes; returns 0 or -1 if not hex. */
 int util_unhex(const char *in, unsigned char *out, size_t n);
 

@@ -141,18 +141,6 @@ int http_req_read_body(struct http_req *r, http_read_fn rd, void *ctx, long long
 	return 0;
 }
 
-/* Returns the value of one hex digit, or -1. */
-static int http_hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Percent-decodes s[0..n); caller frees; NULL when the result would hold a NUL. */
 char *http_url_decode(const char *s, size_t n)
 {
@@ -163,8 +151,8 @@ char *http_url_decode(const char *s, size_t n)
 			*o++ = ' ';
 			continue;
 		}
-		if (s[i] == '%' && i + 2 < n && (hi = http_hexval(s[i + 1])) >= 0 &&
-		    (lo = http_hexval(s[i + 2])) >= 0) {
+		if (s[i] == '%' && i + 2 < n && (hi = util_hexval(s[i + 1])) >= 0 &&
+		    (lo = util_hexval(s[i + 2])) >= 0) {
 			char c = (char)(hi * 16 + lo);
 			if (c == '\0') {
 				free(out);
