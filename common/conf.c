@@ -30,7 +30,8 @@ static const struct conf_key conf_keys[] = {
 	I(timestamp_window, 1, 86400), I(heartbeat_fresh, 1, 3600),
 	I(worker_slots, 0, 1024), S(worker_name), I(lease, 2, 3600),
 	I(heartbeat, 1, 600), I(poll, 1, 600), I(max_attempts, 1, 100),
-	S(box_dir), I(uid_base, 1000, 2000000000), S(cgroup), B(weak_limits),
+	S(box_dir), I(uid_base, 1000, 2000000000), S(cgroup), B(weak_limits), B(noop),
+	S(cache_dir), I(cache_max_mb, 1, 1 << 24),
 	I(wall_default, 1, 86400), I(wall_max, 1, 86400), I(cpu_max, 1, 86400),
 	I(memory_default, 16, 1 << 20), I(memory_max, 16, 1 << 20),
 	I(processes_default, 1, 65536), I(processes_max, 1, 65536),
@@ -63,6 +64,9 @@ void conf_init(struct conf *c)
 	c->uid_base = 60000;
 	c->cgroup = xstrdup("auto");
 	c->weak_limits = false;
+	c->noop = false;
+	c->cache_dir = xstrdup("/var/cache/corral");
+	c->cache_max_mb = 1024;
 	c->wall_default = 60;
 	c->wall_max = 900;
 	c->cpu_max = 900;

@@ -31,6 +31,9 @@ struct conf {
 	int	 uid_base;		/* slot N runs as uid_base + N */
 	char	*cgroup;		/* auto, v1, v2, none */
 	bool	 weak_limits;		/* run without usable cgroups */
+	char	*cache_dir;		/* compile cache, root-owned, outside every box; "" = off */
+	int	 cache_max_mb;		/* size bound of the compile cache (LRU eviction) */
+	bool	 noop;			/* benchmark only: complete jobs without running them */
 
 	/* job limits: default and maximum */
 	int	 wall_default, wall_max;		/* seconds */

@@ -346,13 +346,9 @@ int job_parse(struct job *j, json_object *req, const struct conf *c,
 		const char *m = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
 		if (strcmp(m, "zerotrust") == 0)
 			j->network = false;
-		else if (strcmp(m, "semitrusted") == 0) {
-			/* egress through veth + NAT comes with the sandbox's network work; until then
-			 * say so rather than run the job with a network mode it did not ask for */
-			job_fail(err, 400, "NETWORK_UNAVAILABLE", "network_mode",
-			    "network_mode \"semitrusted\" is not available on this server yet; use \"zerotrust\"");
-			goto fail;
-		} else {
+		else if (strcmp(m, "semitrusted") == 0)
+			j->network = true;    /* egress via veth + NAT, never host/private ranges (sbx_net.c) */
+		else {
 			job_fail(err, 400, "INVALID_FIELD", "network_mode",
 			    "'network_mode' must be \"zerotrust\" or \"semitrusted\"");
 			goto fail;

@@ -59,6 +59,8 @@ static const struct app_stmt app_stmts[] = {
 	  "coalesce(r.attempt, j.attempt), coalesce(r.worker_id, j.worker_id) "
 	  "FROM jobs j LEFT JOIN results r ON r.job_id = j.id "
 	  "WHERE j.id = $1::uuid AND j.key_id = $2::bigint" },
+	/* toolchain versions the worker's version prober measured at its start (sql/002) */
+	{ "lang_versions", "SELECT id, version FROM languages WHERE version IS NOT NULL" },
 	{ "jobs_list",
 	  "SELECT id, status, language, coalesce(request->>'network_mode', 'zerotrust'), "
 	  ISO("created_at") " FROM jobs WHERE key_id = $1::bigint "
@@ -830,9 +832,17 @@ static void h_languages(struct app *a, const struct http_req *req, struct http_r
 	json_object *ids = json_object_new_array(), *aliases = json_object_new_object();
 	json_object *details = NULL;
 	bool want = http_query_flag(req->query, "details");
+	PGresult *vr = NULL;
+	char *cause = NULL;
 
-	if (want)
+	if (want) {
 		details = json_object_new_object();
+		if (app_exec(a, "lang_versions", 0, NULL, &vr, &cause) < 0) {
+			log_warn("/languages: versions: %s", cause);	/* answer without them */
+			free(cause);
+			vr = NULL;
+		}
+	}
 	for (size_t i = 0; i < a->langs->n; i++) {
 		const struct lang *l = &a->langs->v[i];
 		if (!l->installed)
@@ -847,6 +857,10 @@ static void h_languages(struct app *a, const struct http_req *req, struct http_r
 			json_object_object_add(d, "compiled",
 			    json_object_new_boolean(l->compile_argv != NULL));
 			json_object_object_add(d, "packages", h_strv(l->packages));
+			json_object_object_add(d, "version", NULL);
+			for (int k = 0; vr != NULL && k < PQntuples(vr); k++)
+				if (strcmp(PQgetvalue(vr, k, 0), l->id) == 0)
+					json_object_object_add(d, "version", json_object_new_string(PQgetvalue(vr, k, 1)));
 			json_object_object_add(details, l->id, d);
 		}
 	}
@@ -856,6 +870,7 @@ static void h_languages(struct app *a, const struct http_req *req, struct http_r
 	    json_object_new_int((int)json_object_array_length(ids)));
 	if (want)
 		json_object_object_add(o, "details", details);
+	PQclear(vr);
 	http_resp_json(resp, 200, o);
 	json_object_put(o);
 }

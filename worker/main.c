@@ -129,6 +129,13 @@ static void slot_job(struct q *q, const struct conf *c, const struct lang_table 
 	struct job j;
 	uint64_t t0 = util_mono_ms();
 
+	if (c->noop) {	/* benchmark only: measures the queue path without a sandbox */
+		result = json_object_new_object();
+		json_object_object_add(result, "exit_code", json_object_new_int(0));
+		slot_finish(q, c, id, qj, "completed", result, false);
+		json_object_put(result);
+		return;
+	}
 	if (job_parse(&j, qj->request, c, langs, &err) < 0) {
 		log_error("job %s: stored request is not valid: %s: %s", qj->id, err.field, err.msg);
 		result = json_object_new_object();
@@ -263,6 +270,7 @@ int main(int argc, char **argv)
 	sc.gid_base = (gid_t)c.uid_base;
 	sc.cgroup_mode = cgroup_mode(c.cgroup);
 	sc.allow_weak = c.weak_limits;
+	sc.etc_extra = (const char *const *)lang_etc(&langs);	/* e.g. /etc/mono */
 	if (sbx_global_init(&sc, &cause) < 0)
 		die("sandbox: %s", cause);
 	nslots = c.worker_slots > 0 ? c.worker_slots : (int)sysconf(_SC_NPROCESSORS_ONLN);
@@ -278,7 +286,11 @@ int main(int argc, char **argv)
 	    q_register(&q, host, nslots, sbx_cgroup_desc(), &cause) < 0)
 		die("%s", cause);
 	log_info("worker %s: %d slots, cgroups %s, %zu languages", worker_id, nslots, sbx_cgroup_desc(), langs.n);
+	if (c.noop)
+		log_warn("noop = yes: jobs are completed without running them (benchmark only)");
 
+	if (runner_init(&c, &langs, &sc, &cause) < 0)
+		die("%s", cause);
 	pids = xcalloc((size_t)nslots, sizeof *pids);
 	for (int i = 0; i < nslots; i++)
 		pids[i] = spawn_slot(&c, &langs, &sc, i, worker_id);

@@ -14,6 +14,11 @@ struct runner_hooks {
 	int	 extra_fd;		/* polled by the sandbox; -1 for none */
 };
 
+/* Opens the compile cache (c->cache_dir), computes each toolchain's identity for cache
+ * keys and forks the version prober (a child that runs every installed language's version
+ * command once in a sandbox and writes the languages table). Call once in the worker's main
+ * process after sbx_global_init and before the slots fork; returns 0 or -1 with *cause. */
+int runner_init(const struct conf *c, const struct lang_table *t, const struct sbx_config *sc, char **cause);
 /* Runs j in slot's box: writes the source and input files, compiles if the language
  * is compiled, runs it. Returns the job status (a static string of the result taxonomy)
  * and sets *result to the result object for corral_complete (caller puts it). */

@@ -69,6 +69,7 @@ static struct {
 	char *etc[SBX_MAX_ETC];  /* /etc entries to expose (relative names) */
 	size_t n_etc;
 	unsigned seq;
+	char *net_cause;         /* why semitrusted is unavailable, NULL if it is */
 } G = { .box_dir_fd = -1 };
 
 struct sbx_box {
@@ -116,9 +117,16 @@ struct sbx_ctx {
 	char *const *argv;
 	char **envp;
 	struct sbx_limits lim;
+	int network;
 	char passwd[512], group[256];
 	char tmp_opts[128], shm_opts[128];
 	int in_r, out_w, err_w, sync_r, stat_w;
+};
+
+/* The slot's "go" to the proxy on the sync pipe: the box's address when it has a network. */
+struct sbx_go {
+	char go;                 /* 'g' */
+	uint32_t box_ip, gw_ip;  /* network byte order; 0 for zerotrust */
 };
 
 /* Failure report of the program child before execve. */
@@ -310,6 +318,8 @@ int sbx_global_init(struct sbx_config *cfg, char **cause)
 		return -1;
 	if ((G.nocaps = cap_init()) == NULL)
 		return sbx_set_error(cause, "cap_init failed");
+	if (sbn_init(&G.net_cause) < 0 && G.net_cause == NULL)
+		G.net_cause = strdup("?");
 
 	for (size_t i = 0; sbx_etc_default[i] != NULL; i++)
 		sbx_etc_expand(sbx_etc_default[i]);
@@ -821,7 +831,7 @@ fail:
 static void __attribute__((noreturn)) sbx_proxy(const struct sbx_ctx *c)
 {
 	struct sbx_msg m;
-	char go;
+	struct sbx_go go;
 	int ep[2];
 
 	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
@@ -843,13 +853,19 @@ static void __attribute__((noreturn)) sbx_proxy(const struct sbx_ctx *c)
 	sbx_close_from(5);
 	umask(0);
 
-	if (read(3, &go, 1) != 1)                    /* the slot attaches us to the cgroup first */
+	/* the slot attaches us to the cgroup (and plugs the veth in) first */
+	if (read(3, &go, sizeof go) != (ssize_t)sizeof go || go.go != 'g')
 		_exit(1);
 	close(3);
 	sbx_setup_fs(c);
 	if (sethostname(SBX_HOSTNAME, strlen(SBX_HOSTNAME)) < 0)
 		sbx_proxy_fail("sethostname: %s", strerror(errno));
 	sbx_setup_net();
+	if (c->network) {
+		int e = go.box_ip ? sbn_box_side(go.box_ip, go.gw_ip) : EINVAL;
+		if (e != 0)
+			sbx_proxy_fail("eth0: %s", strerror(e));
+	}
 
 	if (pipe2(ep, O_CLOEXEC) < 0)
 		sbx_proxy_fail("pipe: %s", strerror(errno));
@@ -985,13 +1001,16 @@ static int sbx_prepare(struct sbx_run *r, struct sbx_box *box, const struct sbx_
 
 	if (spec->argv == NULL || spec->argv[0] == NULL || spec->argv[0][0] != '/')
 		return sbx_set_error(cause, "argv[0] must be an absolute path");
-	if (spec->network != 0)
+	if (spec->network != 0 && spec->network != 1)
 		return sbx_set_error(cause, "network mode %d is not supported", spec->network);
+	if (spec->network == 1 && G.net_cause != NULL)
+		return sbx_set_error(cause, "network mode semitrusted is unavailable: %s", G.net_cause);
 	if (sbx_check_env(spec->env, &nenv, &has_lang, cause) < 0)
 		return -1;
 	c->box = box;
 	c->argv = spec->argv;
 	c->lim = spec->lim;
+	c->network = spec->network;
 	sbx_default_limits(&c->lim);
 	if ((c->envp = calloc(nenv + 4, sizeof *c->envp)) == NULL)
 		return sbx_set_error(cause, "out of memory");
@@ -1323,6 +1342,8 @@ int sbx_box_run(struct sbx_box *box, const struct sbx_run_spec *spec, struct sbx
     char **cause)
 {
 	struct sbx_run r;
+	struct sbn_link link = { .idx = -1 };
+	struct sbx_go go = { 'g', 0, 0 };
 	int in[2] = { -1, -1 }, out[2] = { -1, -1 }, err[2] = { -1, -1 };
 	int sync[2] = { -1, -1 }, stat[2] = { -1, -1 };
 	int rc = -1, proxy_status = 0;
@@ -1364,7 +1385,13 @@ int sbx_box_run(struct sbx_box *box, const struct sbx_run_spec *spec, struct sbx
 	sbx_close(&stat[1]);
 	if (cg_run_attach(r.cg, r.proxy, cause) < 0)
 		goto out;
-	if (write(r.sync_w, "g", 1) != 1) {
+	if (spec->network == 1) {
+		if (sbn_up(&link, r.proxy, cause) < 0)
+			goto out;
+		go.box_ip = link.box_ip;
+		go.gw_ip = link.host_ip;
+	}
+	if (write(r.sync_w, &go, sizeof go) != (ssize_t)sizeof go) {
 		sbx_set_error(cause, "releasing the proxy: %s", strerror(errno));
 		goto out;
 	}
@@ -1388,6 +1415,7 @@ out:
 	}
 	if (rc < 0)
 		res->status = SBX_ERROR;
+	sbn_down(&link);
 	cg_run_destroy(r.cg);
 	int fds[] = { in[0], in[1], out[0], out[1], err[0], err[1], sync[0], sync[1], stat[0], stat[1],
 	    r.in_w, r.out.fd, r.err.fd, r.sync_w, r.stat_r };

@@ -10,8 +10,13 @@
  *   clone(NEWPID|NEWNS|NEWIPC|
  *         NEWUTS|NEWNET) ---------> PDEATHSIG=SIGKILL, wait for "go"
  *   attach proxy to cgroup,
- *   write "go" -------------------> tmpfs root, binds, /proc, /dev,
+ *   semitrusted: veth crh<n> with
+ *   its peer as eth0 in the proxy's
+ *   netns, nft table (sbx_net.c),
+ *   write "go" (+ box address) ---> tmpfs root, binds, /proc, /dev,
  *                                   pivot_root, hostname, lo up
+ *                                   (semitrusted: eth0 address and
+ *                                   default route)
  *                                   fork ------------------------------> rlimits, setgroups,
  *                                                                        setresgid/uid, caps
  *                                                                        dropped, no_new_privs,
@@ -23,7 +28,8 @@
  *                                   _exit -> kernel kills the whole
  *                                   PID namespace (daemons included)
  *   waitpid(proxy); drain pipes;
- *   read cgroup stats; rmdir cgroup
+ *   read cgroup stats; rmdir cgroup;
+ *   semitrusted: delete veth, table
  *
  * Timeouts, cancel and output floods are handled by SIGKILLing the proxy,
  * which takes down every process of the PID namespace.
@@ -96,7 +102,9 @@ struct sbx_run_spec {
 	const void *stdin_data;
 	size_t stdin_len;
 	struct sbx_limits lim;
-	int network;           /* 0 = zerotrust (own netns, lo only); nothing else yet */
+	int network;           /* 0 = zerotrust (own netns, lo only); 1 = semitrusted (veth +
+	                          NAT egress, see sbx_net.c; never the host, its LAN, private,
+	                          loopback, link-local or multicast ranges) */
 	int (*poll_cb)(void *arg); /* called at least every 200 ms; nonzero => kill, cancelled */
 	void *poll_arg;
 	int extra_fd;          /* fd added to the poll set (poll_cb called when readable), -1 if none */
@@ -170,6 +178,18 @@ int cg_run_cpu_us(struct cg_run *run, uint64_t *cpu_us);
 void cg_run_stats(struct cg_run *run, struct cg_stats *st);
 void cg_run_kill(struct cg_run *run);
 void cg_run_destroy(struct cg_run *run);
+
+/* --- sbx_net.c: semitrusted egress (internal to the module) --- */
+struct sbn_link {              /* one run's veth + nft table */
+	int idx;               /* crh<idx> / corral_<idx>, -1 if none */
+	uint32_t host_ip, box_ip; /* network byte order */
+	bool table;
+};
+int sbn_init(char **cause);
+int sbn_up(struct sbn_link *l, pid_t proxy, char **cause);
+void sbn_down(struct sbn_link *l);
+int sbn_ifconf(const char *ifname, uint32_t addr, uint32_t mask);
+int sbn_box_side(uint32_t box_ip, uint32_t gw_ip);
 
 /* --- sbx_seccomp.c: the filter (internal to the module) --- */
 struct sock_fprog;

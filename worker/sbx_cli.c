@@ -46,6 +46,7 @@ struct cli {
 	int ngets;
 	uint64_t cancel_after_ms;
 	uint64_t t_cancel;
+	int network;
 };
 
 /* Prints the usage text to f. */
@@ -58,6 +59,7 @@ static void cli_usage(FILE *f)
 	    "  --box-dir DIR (default /run/corral/boxes)  --uid-base N (default 60000)\n"
 	    "  --cgroup auto|v1|v2|none  --allow-weak  --cancel-after-ms N\n"
 	    "  --get NAME (print a file the job left in the box, after the runs; repeatable)\n"
+	    "  --network zerotrust|semitrusted (default zerotrust)\n"
 	    "  --json  -v|--verbose  --cgroup-desc (print the cgroup setup and exit)\n", f);
 }
 
@@ -156,7 +158,7 @@ static void cli_print_plain(const struct cli *c, const struct sbx_result *r)
 static int cli_parse(struct cli *c, int argc, char **argv)
 {
 	enum { O_WALL = 256, O_CPU, O_MEM, O_PROCS, O_DISK, O_FSIZE, O_OUT, O_NOFILE, O_VCPU,
-	    O_SLOT, O_FILE, O_STDIN, O_ENV, O_JSON, O_BOXDIR, O_UID, O_CG, O_WEAK, O_CANCEL, O_DESC, O_GET };
+	    O_SLOT, O_FILE, O_STDIN, O_ENV, O_JSON, O_BOXDIR, O_UID, O_CG, O_WEAK, O_CANCEL, O_DESC, O_GET, O_NET };
 	static const struct option opts[] = {
 		{ "wall-ms", 1, NULL, O_WALL }, { "cpu-ms", 1, NULL, O_CPU },
 		{ "mem-mb", 1, NULL, O_MEM }, { "procs", 1, NULL, O_PROCS },
@@ -168,7 +170,7 @@ static int cli_parse(struct cli *c, int argc, char **argv)
 		{ "box-dir", 1, NULL, O_BOXDIR }, { "uid-base", 1, NULL, O_UID },
 		{ "cgroup", 1, NULL, O_CG }, { "allow-weak", 0, NULL, O_WEAK },
 		{ "cancel-after-ms", 1, NULL, O_CANCEL }, { "cgroup-desc", 0, NULL, O_DESC },
-		{ "get", 1, NULL, O_GET },
+		{ "get", 1, NULL, O_GET }, { "network", 1, NULL, O_NET },
 		{ "verbose", 0, NULL, 'v' }, { "help", 0, NULL, 'h' }, { NULL, 0, NULL, 0 },
 	};
 	int o;
@@ -218,6 +220,16 @@ static int cli_parse(struct cli *c, int argc, char **argv)
 			    strcmp(optarg, "none") == 0 ? SBX_CG_NONE : SBX_CG_AUTO;
 			break;
 		case O_WEAK: c->cfg.allow_weak = true; break;
+		case O_NET:
+			if (strcmp(optarg, "zerotrust") == 0)
+				c->network = 0;
+			else if (strcmp(optarg, "semitrusted") == 0)
+				c->network = 1;
+			else {
+				cli_usage(stderr);
+				exit(1);
+			}
+			break;
 		case O_CANCEL: c->cancel_after_ms = cli_num("--cancel-after-ms", optarg); break;
 		case O_DESC: c->verbose = true; c->slot = -1; break;
 		case 'v': c->verbose = true; break;
@@ -301,6 +313,7 @@ static int cli_run_one(struct cli *c, struct sbx_box *box, char **argv, const ch
 	spec.stdin_len = inlen;
 	spec.lim = c->lim;
 	spec.extra_fd = -1;
+	spec.network = c->network;
 	if (c->cancel_after_ms > 0) {
 		struct timespec ts;
 		clock_gettime(CLOCK_MONOTONIC, &ts);

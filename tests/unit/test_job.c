@@ -90,6 +90,18 @@ static void test_defaults(void **state)
 	job_free(&j);
 }
 
+/* network_mode "semitrusted" is accepted and carried as network = true. */
+static void test_semitrusted(void **state)
+{
+	struct job j;
+	struct job_error err;
+	(void)state;
+	assert_int_equal(parse("{\"language\":\"python\",\"code\":\"x\",\"network_mode\":\"semitrusted\"}",
+	    &j, &err), 0);
+	assert_true(j.network);
+	job_free(&j);
+}
+
 /* Every field of the job model is carried. */
 static void test_full(void **state)
 {
@@ -165,7 +177,8 @@ static void test_refusals(void **state)
 	refused("{\"language\":\"python\",\"code\":\"x\",\"vcpu\":9}", "OUT_OF_RANGE", "vcpu");
 	refused("{\"language\":\"python\",\"code\":\"x\",\"memory_mb\":4096}", "OUT_OF_RANGE", "memory_mb");
 	refused("{\"language\":\"python\",\"code\":\"x\",\"network_mode\":\"open\"}", "INVALID_FIELD", "network_mode");
-	refused("{\"language\":\"python\",\"code\":\"x\",\"network_mode\":\"semitrusted\"}", "NETWORK_UNAVAILABLE", "network_mode");
+	refused("{\"language\":\"python\",\"code\":\"x\",\"network_mode\":\"Semitrusted\"}", "INVALID_FIELD", "network_mode");
+	refused("{\"language\":\"python\",\"code\":\"x\",\"network_mode\":1}", "INVALID_FIELD", "network_mode");
 	refused("{\"language\":\"python\",\"code\":\"x\",\"env\":[]}", "INVALID_FIELD", "env");
 	refused("{\"language\":\"python\",\"code\":\"x\",\"env\":{\"A=B\":\"c\"}}", "INVALID_FIELD", "env");
 	refused("{\"language\":\"python\",\"code\":\"x\",\"env\":{\"1A\":\"c\"}}", "INVALID_FIELD", "env");
@@ -224,6 +237,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_full),
+		cmocka_unit_test(test_semitrusted),
 		cmocka_unit_test(test_roundtrip),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_files),
