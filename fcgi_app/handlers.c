@@ -33,7 +33,7 @@ enum {
 	JC_ID, JC_STATUS, JC_LANGUAGE, JC_NETWORK, JC_CREATED, JC_STARTED, JC_COMPLETED,
 	JC_TOTAL_MS, JC_HAS_RESULT, JC_STDOUT, JC_STDERR, JC_COMPILE, JC_EXIT_CODE,
 	JC_EXIT_SIGNAL, JC_WALL_MS, JC_CPU_MS, JC_MEMORY_KB, JC_STDOUT_TRUNC, JC_STDERR_TRUNC,
-	JC_ERROR, JC_ATTEMPT, JC_WORKER,
+	JC_ERROR, JC_ATTEMPT, JC_WORKER, JC_CACHE, JC_COMPILE_MS,
 };
 
 struct app_stmt {
@@ -56,7 +56,8 @@ static const struct app_stmt app_stmts[] = {
 	  "round(extract(epoch FROM j.completed_at - j.created_at) * 1000)::bigint, "
 	  "r.job_id IS NOT NULL, r.stdout, r.stderr, r.compile_output, r.exit_code, r.exit_signal, "
 	  "r.wall_ms, r.cpu_ms, r.memory_kb, r.stdout_truncated, r.stderr_truncated, r.error, "
-	  "coalesce(r.attempt, j.attempt), coalesce(r.worker_id, j.worker_id) "
+	  "coalesce(r.attempt, j.attempt), coalesce(r.worker_id, j.worker_id), "
+	  "r.timings->>'cache', r.timings->>'compile_ms' "
 	  "FROM jobs j LEFT JOIN results r ON r.job_id = j.id "
 	  "WHERE j.id = $1::uuid AND j.key_id = $2::bigint" },
 	/* toolchain versions the worker's version prober measured at its start (sql/002) */
@@ -334,6 +335,8 @@ static void h_result_fields(json_object *o, const PGresult *r)
 	h_add_bool(o, "stderr_truncated", r, JC_STDERR_TRUNC);
 	h_add_int(o, "attempt", r, JC_ATTEMPT);
 	h_add_text(o, "worker", r, JC_WORKER);
+	h_add_text(o, "compile_cache", r, JC_CACHE);	/* "hit", "miss" or null (interpreted) */
+	h_add_ms(o, "compile_time_ms", r, JC_COMPILE_MS);
 }
 
 /* Reads one of the caller's jobs; returns 1 with *out, 0 when it is not theirs or does
