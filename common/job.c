@@ -201,6 +201,9 @@ static const char *file_name_problem(const char *name, size_t len)
 		return "contains a NUL byte";
 	if (memchr(name, '/', len) != NULL)
 		return "contains '/'";
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f)
+			return "contains a control character";
 	if (strstr(name, "..") != NULL)
 		return "contains '..'";
 	if (strcmp(name, ".") == 0)

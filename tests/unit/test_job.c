@@ -203,6 +203,10 @@ static void test_files(void **state)
 	    "INVALID_FILENAME", "input_files");
 	refused("{\"language\":\"python\",\"code\":\"x\",\"input_files\":[{\"filename\":\"\",\"content\":\"\"}]}",
 	    "INVALID_FILENAME", "input_files");
+	refused("{\"language\":\"python\",\"code\":\"x\",\"input_files\":[{\"filename\":\"a\\u0001b\",\"content\":\"\"}]}",
+	    "INVALID_FILENAME", "input_files");
+	refused("{\"language\":\"python\",\"code\":\"x\",\"input_files\":[{\"filename\":\"a\\nb\",\"content\":\"\"}]}",
+	    "INVALID_FILENAME", "input_files");
 	refused("{\"language\":\"python\",\"code\":\"x\",\"input_files\":[{\"filename\":\"main.py\",\"content\":\"\"}]}",
 	    "INVALID_FILENAME", "input_files");
 	refused("{\"language\":\"python\",\"code\":\"x\",\"input_files\":[{\"filename\":\"a\",\"content\":\"\"},"
