@@ -1,6 +1,10 @@
 -- wrk-execute.lua: sends validly signed, unique POST /execute requests (unsandbox HMAC auth)
 -- and reports every status that was not 200.
--- Environment: CORRAL_PUBLIC_KEY, CORRAL_SECRET_KEY, BENCH_LANGUAGE, BENCH_CODE.
+-- Environment: CORRAL_PUBLIC_KEY, CORRAL_SECRET_KEY, BENCH_LANGUAGE, BENCH_CODE; optional
+-- BENCH_RUN (a tag put in each job's env, so bench/run finds this run's jobs with SQL),
+-- BENCH_MAX (each thread stops after this many responses; 0 = run for wrk's -d),
+-- BENCH_PATH (/execute, the default, or /execute/async), BENCH_UNIQUE=1 (append a C comment
+-- with a counter to each source, so no two requests compile the same code).
 package.path = (os.getenv("BENCH_DIR") or "bench") .. "/?.lua;" .. package.path
 local hmac = require("hmac")
 
@@ -10,7 +14,12 @@ local pub = os.getenv("CORRAL_PUBLIC_KEY")
 local secret = os.getenv("CORRAL_SECRET_KEY")
 local language = os.getenv("BENCH_LANGUAGE") or "python"
 local code = os.getenv("BENCH_CODE") or "print('hello')"
-local path = "/execute"
+local path = os.getenv("BENCH_PATH") or "/execute"   -- or /execute/async (answered 202)
+local async = path == "/execute/async"
+local run_tag = os.getenv("BENCH_RUN") or ""
+local max = tonumber(os.getenv("BENCH_MAX") or "0") or 0
+local seen = 0
+local unique = os.getenv("BENCH_UNIQUE") == "1"
 local tid = 0
 
 -- Escapes a string for a JSON string literal.
@@ -35,8 +44,10 @@ end
 -- Each request is unique (a per-thread counter in env), so no signature repeats within the window.
 function request()
   counter = counter + 1
-  local body = '{"language":' .. json_str(language) .. ',"code":' .. json_str(code) ..
-    ',"env":{"BENCH_SEQ":"' .. tid .. "-" .. counter .. '"}}'
+  local src = code
+  if unique then src = code .. "\n/* " .. tid .. "-" .. counter .. " */\n" end
+  local body = '{"language":' .. json_str(language) .. ',"code":' .. json_str(src) ..
+    ',"env":{"BENCH_RUN":' .. json_str(run_tag) .. ',"BENCH_SEQ":"' .. tid .. "-" .. counter .. '"}}'
   local ts = tostring(os.time())
   local sig = hmac.hmac_sha256_hex(secret, ts .. ":POST:" .. path .. ":" .. body)
   return wrk.format("POST", path, {
@@ -48,7 +59,16 @@ function request()
 end
 
 function response(status, headers, body)
-  if status ~= 200 or not body:find('"status":"completed"', 1, true) then
+  seen = seen + 1
+  if max > 0 and seen == max then
+    io.write("BENCH_STOPPED\n")   -- wrk itself runs until -d or SIGINT: bench/run sends one
+    io.flush()
+    wrk.thread:stop()
+  end
+  local ok
+  if async then ok = status == 202 and body:find('"job_id"', 1, true)
+  else ok = status == 200 and body:find('"status":"completed"', 1, true) end
+  if not ok then
     errors = errors + 1
     statuses[status] = (statuses[status] or 0) + 1
   end

@@ -32,6 +32,8 @@ static const struct conf_key conf_keys[] = {
 	I(heartbeat, 1, 600), I(poll, 1, 600), I(max_attempts, 1, 100),
 	S(box_dir), I(uid_base, 1000, 2000000000), S(cgroup), B(weak_limits), B(noop),
 	S(cache_dir), I(cache_max_mb, 1, 1 << 24),
+	I(artifacts_max_files, 0, 1000), L(artifacts_max_file_bytes, 0, 1LL << 30),
+	L(artifacts_max_bytes, 0, 1LL << 30),
 	I(wall_default, 1, 86400), I(wall_max, 1, 86400), I(cpu_max, 1, 86400),
 	I(memory_default, 16, 1 << 20), I(memory_max, 16, 1 << 20),
 	I(processes_default, 1, 65536), I(processes_max, 1, 65536),
@@ -67,6 +69,9 @@ void conf_init(struct conf *c)
 	c->noop = false;
 	c->cache_dir = xstrdup("/var/cache/corral");
 	c->cache_max_mb = 1024;
+	c->artifacts_max_files = 10;
+	c->artifacts_max_file_bytes = 5LL << 20;
+	c->artifacts_max_bytes = 10LL << 20;
 	c->wall_default = 60;
 	c->wall_max = 900;
 	c->cpu_max = 900;

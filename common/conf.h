@@ -33,6 +33,9 @@ struct conf {
 	bool	 weak_limits;		/* run without usable cgroups */
 	char	*cache_dir;		/* compile cache, root-owned, outside every box; "" = off */
 	int	 cache_max_mb;		/* size bound of the compile cache (LRU eviction) */
+	int	 artifacts_max_files;	/* files returned per job */
+	long long artifacts_max_file_bytes;	/* bytes of one returned file */
+	long long artifacts_max_bytes;	/* bytes of all returned files of a job */
 	bool	 noop;			/* benchmark only: complete jobs without running them */
 
 	/* job limits: default and maximum */

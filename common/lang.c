@@ -2,6 +2,7 @@
 #include "lang.h"
 
 #include <ctype.h>
+#include <stddef.h>
 #include <json-c/json.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,6 +181,21 @@ static int files_from_json(struct lang *l, json_object *o, char **cause)
 	return 0;
 }
 
+/* True if p is a normalized absolute path strictly under /var/lib or /usr/lib. */
+static bool bind_ok(const char *p)
+{
+	size_t n = strlen(p);
+	if (strncmp(p, "/var/lib/", 9) != 0 && strncmp(p, "/usr/lib/", 9) != 0)
+		return false;
+	if (n <= 9 || p[n - 1] == '/' || strstr(p, "//") != NULL || strstr(p, "/./") != NULL ||
+	    strstr(p, "/../") != NULL || strcmp(p + n - 2, "/.") == 0 || strcmp(p + n - 3, "/..") == 0)
+		return false;
+	for (const char *c = p; *c != '\0'; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			return false;
+	return true;
+}
+
 /* Fills one entry from its JSON object; returns 0 or -1 with *cause. */
 static int lang_from_json(struct lang *l, json_object *o, char **cause)
 {
@@ -212,6 +228,7 @@ static int lang_from_json(struct lang *l, json_object *o, char **cause)
 	    strv_from_json(o, id, "version", false, &l->version_argv, cause) < 0 ||
 	    strv_from_json(o, id, "env", false, &l->env, cause) < 0 ||
 	    strv_from_json(o, id, "etc", false, &l->etc, cause) < 0 ||
+	    strv_from_json(o, id, "binds", false, &l->binds, cause) < 0 ||
 	    files_from_json(l, o, cause) < 0 ||
 	    int_member(o, id, "memory_mb", &l->memory_mb, cause) < 0 ||
 	    int_member(o, id, "processes", &l->processes, cause) < 0)
@@ -232,6 +249,10 @@ static int lang_from_json(struct lang *l, json_object *o, char **cause)
 	for (char **p = l->etc; p != NULL && *p != NULL; p++)
 		if (**p == '\0' || **p == '/' || strstr(*p, "..") != NULL)
 			return util_fail(cause, "language %s: etc entry '%s' must be a name under /etc", id, *p);
+	for (char **p = l->binds; p != NULL && *p != NULL; p++)
+		if (!bind_ok(*p))
+			return util_fail(cause, "language %s: bind '%s' must be an absolute path under /var/lib "
+			    "or /usr/lib, without '.', '..', '//' or a trailing '/'", id, *p);
 	/* installed: every toolchain program exists (programs in /box are made by the compile) */
 	l->installed = strncmp(l->run_argv[0], "/box/", 5) == 0 || exec_ok(l->run_argv[0]);
 	for (size_t i = 0; i < l->ncompile; i++)
@@ -257,6 +278,7 @@ static void lang_free(struct lang *l)
 	lang_strv_free(l->version_argv);
 	lang_strv_free(l->env);
 	lang_strv_free(l->etc);
+	lang_strv_free(l->binds);
 	for (size_t i = 0; i < l->nfiles; i++) {
 		free(l->files[i].name);
 		free(l->files[i].data);
@@ -286,18 +308,18 @@ static int table_unique(const struct lang_table *t, char **cause)
 	return 0;
 }
 
-/* Collects the etc entries of the installed languages, without repeats. */
-char **lang_etc(const struct lang_table *t)
+/* Collects one list member (at offset off in struct lang) of the installed languages, without repeats. */
+static char **lang_union(const struct lang_table *t, size_t off)
 {
 	size_t n = 0, k = 0;
 	char **etc;
 	for (size_t i = 0; i < t->n; i++)
-		n += strv_len(t->v[i].etc);
+		n += strv_len(*(char ***)((char *)&t->v[i] + off));
 	etc = xcalloc(n + 1, sizeof(char *));
 	for (size_t i = 0; i < t->n; i++) {
 		if (!t->v[i].installed)
 			continue;
-		for (char **p = t->v[i].etc; p != NULL && *p != NULL; p++) {
+		for (char **p = *(char ***)((char *)&t->v[i] + off); p != NULL && *p != NULL; p++) {
 			bool seen = false;
 			for (size_t j = 0; j < k && !seen; j++)
 				seen = strcmp(etc[j], *p) == 0;
@@ -306,6 +328,18 @@ char **lang_etc(const struct lang_table *t)
 		}
 	}
 	return etc;
+}
+
+/* Collects the etc entries of the installed languages, without repeats. */
+char **lang_etc(const struct lang_table *t)
+{
+	return lang_union(t, offsetof(struct lang, etc));
+}
+
+/* Collects the binds of the installed languages, without repeats. */
+char **lang_binds(const struct lang_table *t)
+{
+	return lang_union(t, offsetof(struct lang, binds));
 }
 
 /* Parses and validates the whole table from JSON text. */

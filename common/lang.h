@@ -33,6 +33,8 @@ struct lang {
 	char	**version_argv;	/* prints the toolchain version */
 	char	**env;		/* NAME=VALUE added to compile and run (before the job's own) */
 	char	**etc;		/* names under /etc the sandbox must expose for this toolchain */
+	char	**binds;	/* host paths under /var/lib or /usr/lib the sandbox must expose
+				   read-only at the same place (e.g. /var/lib/ghc) */
 	struct lang_file *files; /* written into the box unless the job brings a file of that name */
 	size_t	  nfiles;
 	int	  memory_mb;	/* default memory limit where the runtime needs more; 0 = global */
@@ -70,6 +72,9 @@ char **lang_expand(const struct lang *l, char *const *tmpl, const char *source, 
 /* Returns the union of the installed languages' etc entries, without repeats
  * (NULL-terminated; free with lang_strv_free). */
 char **lang_etc(const struct lang_table *t);
+/* Returns the union of the installed languages' binds, without repeats
+ * (NULL-terminated; free with lang_strv_free). */
+char **lang_binds(const struct lang_table *t);
 /* Frees a NULL-terminated vector of strings. */
 void lang_strv_free(char **v);
 

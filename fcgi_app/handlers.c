@@ -33,7 +33,7 @@ enum {
 	JC_ID, JC_STATUS, JC_LANGUAGE, JC_NETWORK, JC_CREATED, JC_STARTED, JC_COMPLETED,
 	JC_TOTAL_MS, JC_HAS_RESULT, JC_STDOUT, JC_STDERR, JC_COMPILE, JC_EXIT_CODE,
 	JC_EXIT_SIGNAL, JC_WALL_MS, JC_CPU_MS, JC_MEMORY_KB, JC_STDOUT_TRUNC, JC_STDERR_TRUNC,
-	JC_ERROR, JC_ATTEMPT, JC_WORKER, JC_CACHE, JC_COMPILE_MS,
+	JC_ERROR, JC_ATTEMPT, JC_WORKER, JC_CACHE, JC_COMPILE_MS, JC_ARTIFACTS, JC_ARTIFACTS_NOTE,
 };
 
 struct app_stmt {
@@ -57,7 +57,7 @@ static const struct app_stmt app_stmts[] = {
 	  "r.job_id IS NOT NULL, r.stdout, r.stderr, r.compile_output, r.exit_code, r.exit_signal, "
 	  "r.wall_ms, r.cpu_ms, r.memory_kb, r.stdout_truncated, r.stderr_truncated, r.error, "
 	  "coalesce(r.attempt, j.attempt), coalesce(r.worker_id, j.worker_id), "
-	  "r.timings->>'cache', r.timings->>'compile_ms' "
+	  "r.timings->>'cache', r.timings->>'compile_ms', r.artifacts, r.artifacts_note "
 	  "FROM jobs j LEFT JOIN results r ON r.job_id = j.id "
 	  "WHERE j.id = $1::uuid AND j.key_id = $2::bigint" },
 	/* toolchain versions the worker's version prober measured at its start (sql/002) */
@@ -304,6 +304,18 @@ static bool h_finished(const char *s)
 	return strcmp(s, "pending") != 0 && strcmp(s, "running") != 0;
 }
 
+/* Returns the artifacts of one job_get row ([{filename, content_base64, size}], the worker's
+ * JSON as stored), or an empty array. */
+static json_object *h_artifacts(const PGresult *r)
+{
+	json_object *a = PQgetisnull(r, 0, JC_ARTIFACTS) ? NULL :
+	    json_tokener_parse(PQgetvalue(r, 0, JC_ARTIFACTS));
+	if (a != NULL && json_object_is_type(a, json_type_array))
+		return a;
+	json_object_put(a);
+	return json_object_new_array();
+}
+
 /* Adds the /execute result fields of one job_get row to o. */
 static void h_result_fields(json_object *o, const PGresult *r)
 {
@@ -320,7 +332,9 @@ static void h_result_fields(json_object *o, const PGresult *r)
 	h_add_text(o, "job_id", r, JC_ID);
 	json_object_object_add(o, "status", json_object_new_string(h_unsandbox_status(st)));
 	json_object_object_add(o, "outcome", json_object_new_string(st));
-	json_object_object_add(o, "artifacts", json_object_new_array());
+	json_object_object_add(o, "artifacts", h_artifacts(r));
+	if (!PQgetisnull(r, 0, JC_ARTIFACTS_NOTE))
+		h_add_text(o, "artifacts_note", r, JC_ARTIFACTS_NOTE);
 	json_object_object_add(o, "execution_mode", json_object_new_string("pooled"));
 	h_add_text(o, "network_mode", r, JC_NETWORK);
 	h_add_int(o, "total_time_ms", r, JC_TOTAL_MS);

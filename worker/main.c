@@ -271,6 +271,7 @@ int main(int argc, char **argv)
 	sc.cgroup_mode = cgroup_mode(c.cgroup);
 	sc.allow_weak = c.weak_limits;
 	sc.etc_extra = (const char *const *)lang_etc(&langs);	/* e.g. /etc/mono */
+	sc.binds = (const char *const *)lang_binds(&langs);	/* e.g. /var/lib/ghc */
 	if (sbx_global_init(&sc, &cause) < 0)
 		die("sandbox: %s", cause);
 	nslots = c.worker_slots > 0 ? c.worker_slots : (int)sysconf(_SC_NPROCESSORS_ONLN);

@@ -21,6 +21,8 @@
 static struct cache runner_cache = { .dirfd = -1 };
 static const struct lang_table *runner_langs;
 static char **runner_fp;		/* per language: toolchain identity for cache keys */
+static struct sbx_artifacts runner_art_caps = { .max_files = 10, .max_file = 5u << 20,
+    .max_total = 10u << 20 };		/* caps only; each job copies them */
 
 /* Returns the length of a valid UTF-8 sequence at s (n bytes left), or 0 if invalid. */
 static size_t utf8_len(const unsigned char *s, size_t n)
@@ -308,6 +310,9 @@ int runner_init(const struct conf *c, const struct lang_table *t, const struct s
 	if (cache_open(&runner_cache, c->cache_dir, (uint64_t)c->cache_max_mb << 20, cause) < 0)
 		return -1;
 	runner_langs = t;
+	runner_art_caps.max_files = (size_t)c->artifacts_max_files;
+	runner_art_caps.max_file = (uint64_t)c->artifacts_max_file_bytes;
+	runner_art_caps.max_total = (uint64_t)c->artifacts_max_bytes;
 	runner_fp = xcalloc(t->n + 1, sizeof *runner_fp);
 	for (size_t i = 0; i < t->n; i++)
 		runner_fp[i] = toolchain_fp(&t->v[i]);
@@ -465,6 +470,48 @@ out:
 	cache_entry_free(&e);
 }
 
+/* Adds the compile's outputs (the compiled binary) in the box to the artifacts. */
+static void binary_artifacts(struct sbx_box *box, const struct lang *l, char **outs, char *const *names,
+    struct sbx_artifacts *a)
+{
+	char **own = outs == NULL && l->outputs != NULL ? output_names(l, names) : NULL, **v = outs ? outs : own;
+	if (v == NULL)
+		sbx_artifacts_note(a, "the %s compile lists no output file to return", l->id);
+	for (size_t i = 0; v != NULL && v[i] != NULL; i++) {
+		char *data = NULL, *cause = NULL;
+		size_t len = 0;
+		if (a->n >= a->max_files)
+			sbx_artifacts_add(a, v[i], NULL, 0);	/* notes the count limit */
+		else if (sbx_box_get(box, v[i], a->max_file, &data, &len, &cause) < 0)
+			sbx_artifacts_note(a, "%s", cause);
+		else
+			sbx_artifacts_add(a, v[i], data, len);
+		free(cause);
+	}
+	lang_strv_free(own);
+}
+
+/* Adds the artifacts (when there are any, or the job asked for its binary) to the result. */
+static void runner_artifacts(json_object *r, const struct sbx_artifacts *a, bool asked)
+{
+	json_object *arr;
+	if (a->n == 0 && a->note == NULL && !asked)
+		return;
+	arr = json_object_new_array();
+	for (size_t i = 0; i < a->n; i++) {
+		json_object *o = json_object_new_object();
+		char *b64 = util_b64_encode((const unsigned char *)a->v[i].data, a->v[i].len);
+		json_object_object_add(o, "filename", runner_text(a->v[i].name, strlen(a->v[i].name)));
+		json_object_object_add(o, "content_base64", json_object_new_string(b64));
+		json_object_object_add(o, "size", json_object_new_int64((int64_t)a->v[i].len));
+		json_object_array_add(arr, o);
+		free(b64);
+	}
+	json_object_object_add(r, "artifacts", arr);
+	if (a->note != NULL)
+		json_object_object_add(r, "artifacts_note", runner_text(a->note, strlen(a->note)));
+}
+
 /* Runs one job and describes its outcome. */
 const char *runner_run(const struct job *j, const struct sbx_config *sc, int slot,
     const struct runner_hooks *hooks, json_object **result)
@@ -480,6 +527,7 @@ const char *runner_run(const struct job *j, const struct sbx_config *sc, int slo
 	char ***steps = NULL, **outs = NULL, **run_tmpl = NULL, key[65];
 	size_t nn = 0;
 	uint64_t t0 = util_mono_us(), t1;
+	struct sbx_artifacts arts = runner_art_caps;
 
 	memset(&res, 0, sizeof res);
 	*result = r;
@@ -578,6 +626,8 @@ const char *runner_run(const struct job *j, const struct sbx_config *sc, int slo
 		t1 = util_mono_us();
 	}
 run:
+	if (j->return_artifact && l->compile_steps != NULL)
+		binary_artifacts(box, l, outs, names, &arts);
 	run_tmpl = lang_expand(l, l->run_argv, src, names);
 	argv = runner_argv(run_tmpl, j->args);
 	spec.argv = argv;
@@ -585,6 +635,13 @@ run:
 	spec.stdin_len = j->stdin_len;
 	if (sbx_box_run(box, &spec, &res, &cause) < 0)
 		goto fail;
+	if (sbx_box_artifacts(box, &arts, &cause) < 0) {
+		log_warn("job artifacts: %s", cause);
+		sbx_artifacts_note(&arts, "the files in /tmp/artifacts could not be read");
+		free(cause);
+		cause = NULL;
+	}
+	runner_artifacts(r, &arts, j->return_artifact);
 	json_object_object_add(timings, "run_ms", json_object_new_double((double)(util_mono_us() - t1) / 1000.0));
 	status = runner_status(&res);
 	if (strcmp(status, "completed") == 0 && j->expected_output != NULL &&
@@ -626,6 +683,7 @@ done:
 	free(src);
 	free(env);
 	sbx_result_free(&res);
+	sbx_artifacts_free(&arts);
 	if (box != NULL)
 		sbx_box_free(box);
 	return status;

@@ -57,6 +57,10 @@
 #define SBX_TICK_US    100000          /* cpu / poll_cb check period */
 #define SBX_SETUP_US   (10 * 1000000)  /* proxy must exec the program within this */
 #define SBX_FLOOD_SLACK (8u << 20)     /* output read beyond 4 x cap + this => kill */
+#define SBX_SUB_WORK    "box"          /* box tmpfs subdir shown as /box */
+#define SBX_SUB_ARTIFACTS "artifacts"  /* box tmpfs subdir shown as /tmp/artifacts */
+#define SBX_ART_SCAN   4096            /* directory entries looked at when collecting */
+#define SBX_MAX_BINDS  32
 
 /* Module state, set once by sbx_global_init. */
 static struct {
@@ -68,6 +72,8 @@ static struct {
 	cap_t nocaps;            /* an empty capability set */
 	char *etc[SBX_MAX_ETC];  /* /etc entries to expose (relative names) */
 	size_t n_etc;
+	char *binds[SBX_MAX_BINDS]; /* host paths outside /usr exposed read-only at the same place */
+	size_t n_binds;
 	unsigned seq;
 	char *net_cause;         /* why semitrusted is unavailable, NULL if it is */
 } G = { .box_dir_fd = -1 };
@@ -79,7 +85,8 @@ struct sbx_box {
 	uint64_t disk_bytes;
 	char *name;              /* entry in box_dir */
 	char *path;              /* box_dir/name (root-only parent) */
-	int dirfd;               /* the box tmpfs root */
+	int dirfd;               /* the work dir (/box): SBX_SUB_WORK of the box tmpfs */
+	int artfd;               /* the artifacts dir (/tmp/artifacts): SBX_SUB_ARTIFACTS */
 };
 
 /* /etc entries exposed read-only by default (never shadow, ssl/private, ...). */
@@ -257,6 +264,35 @@ static void sbx_etc_expand(const char *pat)
 	closedir(d);
 }
 
+/* Adds one extra read-only host path (strdup'd) to G.binds: absolute, no "." or ".."
+ * component, no "//", not under a place the sandbox builds itself; paths under the
+ * directories exposed anyway (usr, lib, ...) are dropped; 0 or -1 with cause. */
+static int sbx_bind_add(const char *path, char **cause)
+{
+	static const char *const own[] = { "etc", "proc", "dev", "tmp", "box", "sys", "run", "root", NULL };
+	size_t n = strlen(path), first;
+	if (n < 2 || n >= 512 || path[0] != '/' || path[n - 1] == '/' || strstr(path, "//") != NULL ||
+	    strstr(path, "/./") != NULL || strstr(path, "/../") != NULL ||
+	    (n >= 2 && strcmp(path + n - 2, "/.") == 0) || (n >= 3 && strcmp(path + n - 3, "/..") == 0))
+		return sbx_set_error(cause, "bind path '%s' must be an absolute, normalized path", path);
+	first = strcspn(path + 1, "/");
+	for (size_t i = 0; own[i] != NULL; i++)
+		if (strlen(own[i]) == first && strncmp(path + 1, own[i], first) == 0)
+			return sbx_set_error(cause, "bind path '%s' is in a directory the sandbox builds", path);
+	for (size_t i = 0; sbx_top_dirs[i] != NULL; i++)
+		if (strlen(sbx_top_dirs[i]) == first && strncmp(path + 1, sbx_top_dirs[i], first) == 0)
+			return 0;               /* already visible */
+	for (size_t i = 0; i < G.n_binds; i++)
+		if (strcmp(G.binds[i], path) == 0)
+			return 0;
+	if (G.n_binds >= SBX_MAX_BINDS)
+		return sbx_set_error(cause, "more than %d bind paths", SBX_MAX_BINDS);
+	if ((G.binds[G.n_binds] = strdup(path)) == NULL)
+		return sbx_set_error(cause, "out of memory");
+	G.n_binds++;
+	return 0;
+}
+
 /* Opens (creating it 0700 if missing) and checks box_dir: a root-owned directory nobody else can use; 0 or -1. */
 static int sbx_open_box_dir(const char *dir, char **cause)
 {
@@ -325,9 +361,13 @@ int sbx_global_init(struct sbx_config *cfg, char **cause)
 		sbx_etc_expand(sbx_etc_default[i]);
 	for (size_t i = 0; cfg->etc_extra != NULL && cfg->etc_extra[i] != NULL; i++)
 		sbx_etc_expand(cfg->etc_extra[i]);
+	for (size_t i = 0; cfg->binds != NULL && cfg->binds[i] != NULL; i++)
+		if (sbx_bind_add(cfg->binds[i], cause) < 0)
+			return -1;
 
 	G.cfg = *cfg;
 	G.cfg.etc_extra = NULL;
+	G.cfg.binds = NULL;
 	if ((G.cfg.box_dir = strdup(cfg->box_dir)) == NULL ||
 	    asprintf(&G.root_mnt, "%s/.root", cfg->box_dir) < 0)
 		return sbx_set_error(cause, "out of memory");
@@ -336,7 +376,21 @@ int sbx_global_init(struct sbx_config *cfg, char **cause)
 	return 0;
 }
 
-/* Creates a box: a size-limited tmpfs owned by the slot uid under box_dir; *boxp freed by sbx_box_free; 0 or -1. */
+/* Makes one subdir of a fresh box tmpfs, owned by the slot uid, mode 0700; its fd or -1. */
+static int sbx_box_subdir(const struct sbx_box *box, int rootfd, const char *name)
+{
+	int fd;
+	if (mkdirat(rootfd, name, 0700) < 0 ||
+	    (fd = openat(rootfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+		return -1;
+	if (fchown(fd, box->uid, box->gid) < 0 || fchmod(fd, 0700) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Creates a box: a size-limited tmpfs under box_dir with the slot uid's work and artifacts dirs; *boxp freed by sbx_box_free; 0 or -1. */
 int sbx_box_init(struct sbx_box **boxp, const struct sbx_config *cfg, int slot,
     uint64_t disk_bytes, char **cause)
 {
@@ -353,6 +407,7 @@ int sbx_box_init(struct sbx_box **boxp, const struct sbx_config *cfg, int slot,
 	box->gid = cfg->gid_base + (gid_t)slot;
 	box->disk_bytes = disk_bytes ? disk_bytes : 64u << 20;
 	box->dirfd = -1;
+	box->artfd = -1;
 	if (asprintf(&box->name, "b%d-%d-%u", slot, (int)getpid(), G.seq++) < 0 ||
 	    asprintf(&box->path, "%s/%s", G.cfg.box_dir, box->name) < 0) {
 		free(box);
@@ -369,18 +424,25 @@ int sbx_box_init(struct sbx_box **boxp, const struct sbx_config *cfg, int slot,
 	char opts[256];
 	uint64_t inodes = box->disk_bytes / 1024;
 	inodes = inodes < 4096 ? 4096 : inodes > 1048576 ? 1048576 : inodes;
-	snprintf(opts, sizeof opts, "size=%" PRIu64 ",nr_inodes=%" PRIu64 ",mode=0700,uid=%u,gid=%u",
-	    box->disk_bytes, inodes, (unsigned)box->uid, (unsigned)box->gid);
+	/* the tmpfs root is root's and never shown to a run: runs see its two subdirs only, so
+	 * no run can rename or replace them and the proxy may bind them by path */
+	snprintf(opts, sizeof opts, "size=%" PRIu64 ",nr_inodes=%" PRIu64 ",mode=0755,uid=0,gid=0",
+	    box->disk_bytes, inodes);
 	if (mount("corral-box", box->path, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0) {
 		sbx_set_error(cause, "mount tmpfs on %s: %s", box->path, strerror(errno));
 		goto fail;
 	}
-	box->dirfd = openat(G.box_dir_fd, box->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int rootfd = openat(G.box_dir_fd, box->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	struct statfs sf;
-	if (box->dirfd < 0 || fstatfs(box->dirfd, &sf) < 0 || sf.f_type != TMPFS_MAGIC) {
-		sbx_set_error(cause, "opening the box tmpfs %s failed", box->path);
+	if (rootfd < 0 || fstatfs(rootfd, &sf) < 0 || sf.f_type != TMPFS_MAGIC ||
+	    (box->dirfd = sbx_box_subdir(box, rootfd, SBX_SUB_WORK)) < 0 ||
+	    (box->artfd = sbx_box_subdir(box, rootfd, SBX_SUB_ARTIFACTS)) < 0) {
+		sbx_set_error(cause, "making the box tmpfs %s failed: %s", box->path, strerror(errno));
+		if (rootfd >= 0)
+			close(rootfd);
 		goto fail;
 	}
+	close(rootfd);
 	*boxp = box;
 	return 0;
 fail:
@@ -471,6 +533,170 @@ int sbx_box_get(struct sbx_box *box, const char *name, size_t max, char **data, 
 	return 0;
 }
 
+/* Appends "; "-separated text to the artifacts' note (bounded: past 2000 bytes, "..." once). */
+void sbx_artifacts_note(struct sbx_artifacts *a, const char *fmt, ...)
+{
+	char line[512], *n;
+	size_t old = a->note != NULL ? strlen(a->note) : 0;
+	va_list ap;
+	if (old >= 2000) {
+		if (strcmp(a->note + old - 3, "...") != 0 && (n = realloc(a->note, old + 6)) != NULL) {
+			memcpy(n + old, "; ...", 6);
+			a->note = n;
+		}
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof line, fmt, ap);
+	va_end(ap);
+	if ((n = realloc(a->note, old + strlen(line) + 3)) == NULL)
+		return;
+	if (old > 0) {
+		memcpy(n + old, "; ", 2);
+		old += 2;
+	}
+	strcpy(n + old, line);
+	a->note = n;
+}
+
+/* Takes data (malloc'd) as the next artifact if the caps allow it; else frees it, notes why
+ * and returns -1. */
+int sbx_artifacts_add(struct sbx_artifacts *a, const char *name, char *data, size_t len)
+{
+	struct sbx_artifact *v;
+	char *nm;
+	if (a->n >= a->max_files) {
+		sbx_artifacts_note(a, "%s: over the limit of %zu files", name, a->max_files);
+	} else if (len > a->max_file) {
+		sbx_artifacts_note(a, "%s: %zu bytes, over the limit of %" PRIu64 " bytes per file",
+		    name, len, a->max_file);
+	} else if (a->total + len > a->max_total) {
+		sbx_artifacts_note(a, "%s: over the limit of %" PRIu64 " bytes in all", name, a->max_total);
+	} else if ((nm = strdup(name)) != NULL && (v = realloc(a->v, (a->n + 1) * sizeof *v)) != NULL) {
+		a->v = v;
+		a->v[a->n].name = nm;
+		a->v[a->n].data = data;
+		a->v[a->n].len = len;
+		a->n++;
+		a->total += len;
+		return 0;
+	} else {
+		free(nm);
+		sbx_artifacts_note(a, "%s: out of memory", name);
+	}
+	free(data);
+	return -1;
+}
+
+/* Orders names (for qsort). */
+static int sbx_name_cmp(const void *x, const void *y)
+{
+	return strcmp(*(char *const *)x, *(char *const *)y);
+}
+
+/* Reads one entry of the artifacts dir (dfd) as the next artifact: regular files only,
+ * never through a link (O_NOFOLLOW), never blocking on a FIFO (O_NONBLOCK, then S_ISREG). */
+static void sbx_artifact_take(struct sbx_artifacts *a, int dfd, const char *name)
+{
+	struct stat sb;
+	char *buf;
+	size_t got = 0;
+	int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0) {
+		sbx_artifacts_note(a, "%s: %s", name, errno == ELOOP ?
+		    "a symbolic link (not followed)" : strerror(errno));
+		return;
+	}
+	if (fstat(fd, &sb) < 0)
+		sb.st_mode = 0;
+	if (!S_ISREG(sb.st_mode)) {
+		sbx_artifacts_note(a, "%s: %s", name, S_ISDIR(sb.st_mode) ?
+		    "a directory (not looked into)" : "not a regular file");
+		close(fd);
+		return;
+	}
+	if (a->n >= a->max_files || (uint64_t)sb.st_size > a->max_file ||
+	    a->total + (uint64_t)sb.st_size > a->max_total) {
+		close(fd);
+		sbx_artifacts_add(a, name, NULL, (size_t)sb.st_size);   /* notes why */
+		return;
+	}
+	if ((buf = malloc((size_t)sb.st_size + 1)) == NULL) {
+		close(fd);
+		sbx_artifacts_note(a, "%s: out of memory", name);
+		return;
+	}
+	while (got < (size_t)sb.st_size) {
+		ssize_t n = read(fd, buf + got, (size_t)sb.st_size - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fd);
+	buf[got] = '\0';
+	sbx_artifacts_add(a, name, buf, got);
+}
+
+/*
+ * Collects the files a run left in /tmp/artifacts (the box's artifacts dir, read through
+ * the fd root opened before any run) into a, in name order, within its caps: regular files
+ * only, no link followed, no subdirectory entered; what is left out is noted. Call it when
+ * no program of the box runs any more. 0, or -1 with cause.
+ */
+int sbx_box_artifacts(struct sbx_box *box, struct sbx_artifacts *a, char **cause)
+{
+	char **names = NULL;
+	size_t n = 0, more = 0;
+	struct dirent *de;
+	int dfd = openat(box->artfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+	if (d == NULL) {
+		if (dfd >= 0)
+			close(dfd);
+		return sbx_set_error(cause, "opening the artifacts dir: %s", strerror(errno));
+	}
+	if ((names = calloc(SBX_ART_SCAN, sizeof *names)) == NULL) {
+		closedir(d);
+		return sbx_set_error(cause, "out of memory");
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (n >= SBX_ART_SCAN || !sbx_valid_name(de->d_name, strlen(de->d_name)) ||
+		    (names[n] = strdup(de->d_name)) == NULL)
+			more++;
+		else
+			n++;
+	}
+	qsort(names, n, sizeof *names, sbx_name_cmp);
+	for (size_t i = 0; i < n; i++)
+		sbx_artifact_take(a, dirfd(d), names[i]);
+	if (more > 0)
+		sbx_artifacts_note(a, "%zu more entries not looked at", more);
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	closedir(d);
+	return 0;
+}
+
+/* Frees what the artifacts hold (the caps stay). */
+void sbx_artifacts_free(struct sbx_artifacts *a)
+{
+	for (size_t i = 0; i < a->n; i++) {
+		free(a->v[i].name);
+		free(a->v[i].data);
+	}
+	free(a->v);
+	free(a->note);
+	a->v = NULL;
+	a->note = NULL;
+	a->n = 0;
+	a->total = 0;
+}
+
 /* Unmounts (MNT_DETACH) and removes the box, frees it; never walks paths inside the box. */
 void sbx_box_free(struct sbx_box *box)
 {
@@ -478,6 +704,8 @@ void sbx_box_free(struct sbx_box *box)
 		return;
 	if (box->dirfd >= 0)
 		close(box->dirfd);
+	if (box->artfd >= 0)
+		close(box->artfd);
 	if (box->path != NULL) {
 		umount2(box->path, MNT_DETACH | UMOUNT_NOFOLLOW);
 		unlinkat(G.box_dir_fd, box->name, AT_REMOVEDIR);
@@ -608,6 +836,21 @@ static void sbx_tmpfs(const char *dst, const char *opts, unsigned long flags)
 		sbx_proxy_fail("mount tmpfs on %s: %s", dst, strerror(errno));
 }
 
+/* Exposes the host path host (absolute, checked by sbx_global_init) at the same place in R,
+ * making its missing parent directories in the root tmpfs first. */
+static void sbx_expose_path(const char *R, const char *host)
+{
+	char p[PATH_MAX];
+	for (const char *s = strchr(host + 1, '/'); s != NULL; s = strchr(s + 1, '/')) {
+		snprintf(p, sizeof p, "%s%.*s", R, (int)(s - host), host);
+		if (mkdir(p, 0755) < 0 && errno != EEXIST)
+			sbx_proxy_fail("mkdir %s: %s", p, strerror(errno));
+	}
+	if ((size_t)snprintf(p, sizeof p, "%s%s", R, host) >= sizeof p)
+		sbx_proxy_fail("path too long: %s", host);
+	sbx_expose(host, p);
+}
+
 /* Builds /etc in the new root R: generated passwd/group/hosts/nsswitch, the rest exposed from the host. */
 static void sbx_setup_etc(const struct sbx_ctx *c, const char *R)
 {
@@ -673,6 +916,17 @@ static void sbx_setup_dev(const struct sbx_ctx *c, const char *R)
 		sbx_proxy_fail("remount /dev read-only: %s", strerror(errno));
 }
 
+/* Binds the subdir sub of the box tmpfs (by its path: only root can reach the tmpfs root,
+ * no run sees it) on dst (created), read-write, nosuid, nodev. */
+static void sbx_bind_box(const struct sbx_ctx *c, const char *sub, const char *dst)
+{
+	char src[PATH_MAX];
+	sbx_join(src, sizeof src, c->box->path, sub);
+	if (mkdir(dst, 0755) < 0 || mount(src, dst, NULL, MS_BIND, NULL) < 0 ||
+	    mount(NULL, dst, NULL, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV, NULL) < 0)
+		sbx_proxy_fail("bind the box's %s on %s: %s", sub, dst, strerror(errno));
+}
+
 /* Builds the whole root in G.root_mnt and pivots into it (proxy, in its own mount ns). */
 static void sbx_setup_fs(const struct sbx_ctx *c)
 {
@@ -696,11 +950,11 @@ static void sbx_setup_fs(const struct sbx_ctx *c)
 	    mount("proc", p, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=2") < 0)
 		sbx_proxy_fail("mount /proc: %s", strerror(errno));
 	sbx_tmpfs(sbx_join(p, sizeof p, R, "tmp"), c->tmp_opts, MS_NOSUID | MS_NODEV);
+	sbx_bind_box(c, SBX_SUB_ARTIFACTS, sbx_join(p, sizeof p, R, "tmp/artifacts"));
+	for (size_t i = 0; i < G.n_binds; i++)
+		sbx_expose_path(R, G.binds[i]);
 
-	sbx_join(p, sizeof p, R, "box");
-	if (mkdir(p, 0755) < 0 || mount(c->box->path, p, NULL, MS_BIND, NULL) < 0 ||
-	    mount(NULL, p, NULL, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV, NULL) < 0)
-		sbx_proxy_fail("bind the box on /box: %s", strerror(errno));
+	sbx_bind_box(c, SBX_SUB_WORK, sbx_join(p, sizeof p, R, "box"));
 
 	if (chdir(R) < 0 || syscall(SYS_pivot_root, ".", ".") < 0)
 		sbx_proxy_fail("pivot_root: %s", strerror(errno));

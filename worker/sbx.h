@@ -60,6 +60,10 @@
  *   [A-Za-z_][A-Za-z0-9_]{0,254}; PATH, HOME and LD_* are refused (a fixed
  *   loader and search path keep the language runtimes predictable); LANG may
  *   be overridden; at most 256 entries.
+ * - Box layout: the box tmpfs root is root's and no run sees it; its subdir "box" is /box
+ *   and its subdir "artifacts" is /tmp/artifacts in every run (both the slot uid's, 0700).
+ *   sbx_box_artifacts reads the regular files of the latter through a dir fd after a run.
+ * - Extra read-only host paths (cfg->binds, e.g. /var/lib/ghc) are exposed at the same place.
  * - Without usable cgroups (allow_weak): memory is capped by RLIMIT_DATA,
  *   processes by RLIMIT_NPROC, cpu by RLIMIT_CPU per process; no vcpu quota;
  *   cpu and peak memory come from rusage (unknown for killed runs).
@@ -82,6 +86,9 @@ struct sbx_config {            /* global, filled by the worker from its config f
 	bool allow_weak;       /* run without usable cgroups (rlimits only) instead of refusing */
 	const char *const *etc_extra; /* NULL-terminated names under /etc to expose read-only
 	                                 besides the defaults ("foo*" = prefix), or NULL */
+	const char *const *binds;     /* NULL-terminated absolute host paths (outside /usr, /etc,
+	                                 ...) to expose read-only at the same place, e.g.
+	                                 /var/lib/ghc; or NULL */
 };
 
 struct sbx_limits {
@@ -138,6 +145,21 @@ struct sbx_result {
 
 struct sbx_box;
 
+struct sbx_artifact {          /* one file returned to the client */
+	char *name;            /* malloc'd */
+	char *data;            /* malloc'd */
+	size_t len;
+};
+
+struct sbx_artifacts {         /* what a job returns, with its caps; zero-initialise */
+	size_t max_files;      /* caps: files, bytes of one file, bytes in all */
+	uint64_t max_file, max_total;
+	struct sbx_artifact *v;
+	size_t n;
+	uint64_t total;        /* bytes in v */
+	char *note;            /* malloc'd: what was left out and why; NULL if nothing */
+};
+
 /* --- sbx.c: public API --- */
 int sbx_global_init(struct sbx_config *cfg, char **cause);
 const char *sbx_cgroup_desc(void);
@@ -151,6 +173,11 @@ int sbx_box_run(struct sbx_box *box, const struct sbx_run_spec *spec,
     struct sbx_result *res, char **cause);
 void sbx_result_free(struct sbx_result *res);
 void sbx_box_free(struct sbx_box *box);
+int sbx_box_artifacts(struct sbx_box *box, struct sbx_artifacts *a, char **cause);
+int sbx_artifacts_add(struct sbx_artifacts *a, const char *name, char *data, size_t len);
+void sbx_artifacts_note(struct sbx_artifacts *a, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void sbx_artifacts_free(struct sbx_artifacts *a);
 const char *sbx_status_name(enum sbx_status st);
 bool sbx_valid_name(const char *name, size_t len);
 int sbx_set_error(char **cause, const char *fmt, ...)

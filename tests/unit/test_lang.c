@@ -240,6 +240,23 @@ static void test_validation(void **state)
 	expect_bad(E("{\"id\":\"a\",\"source_file\":\"a\",\"run\":[\"/bin/true\"],\"files\":{\"a/b\":\"x\"}}"), "files");
 	expect_bad(E("{\"id\":\"a\",\"source_file\":\"a\",\"run\":[\"/bin/true\"],\"memory_mb\":-1}"), "memory_mb");
 	expect_bad(E("{\"id\":\"a\",\"source_file\":\"a\",\"run\":[]}"), "must not be empty");
+	/* binds: absolute, normalized, under /var/lib or /usr/lib only */
+	expect_bad(E("{\"id\":\"a\",\"source_file\":\"a\",\"run\":[\"/bin/true\"],\"binds\":[\"/etc/shadow\"]}"), "bind '/etc/shadow'");
+	expect_bad(E("{\"id\":\"a\",\"source_file\":\"a\",\"run\":[\"/bin/true\"],\"binds\":[\"var/lib/x\"]}"), "bind");
+	expect_bad(E("{\"id\":\"a\",\"source_file\":\"a\",\"run\":[\"/bin/true\"],\"binds\":[\"/var/lib/../../root\"]}"), "bind");
+	expect_bad(E("{\"id\":\"a\",\"source_file\":\"a\",\"run\":[\"/bin/true\"],\"binds\":[\"/var/lib/\"]}"), "bind");
+	expect_bad(E("{\"id\":\"a\",\"source_file\":\"a\",\"run\":[\"/bin/true\"],\"binds\":[\"/var/lib//x\"]}"), "bind");
+	expect_bad(E("{\"id\":\"a\",\"source_file\":\"a\",\"run\":[\"/bin/true\"],\"binds\":[\"/var/libx/y\"]}"), "bind");
+	assert_int_equal(lang_table_parse(&t, E("{\"id\":\"a\",\"source_file\":\"a\",\"run\":[\"/bin/true\"],"
+	    "\"binds\":[\"/var/lib/ghc\",\"/usr/lib/x\"]}"), "t.json", &cause), 0);
+	{
+		char **b = lang_binds(&t);
+		assert_string_equal(b[0], "/var/lib/ghc");
+		assert_string_equal(b[1], "/usr/lib/x");
+		assert_null(b[2]);
+		lang_strv_free(b);
+	}
+	lang_table_free(&t);
 	/* a compiler that does not exist: known but not installed */
 	assert_int_equal(lang_table_parse(&t, E("{\"id\":\"a\",\"source_file\":\"a\",\"run\":[\"/box/a\"],"
 	    "\"compile\":[[\"/bin/true\"],[\"/nonexistent/cc\"]],\"outputs\":[\"a\"]}"), "t.json", &cause), 0);
