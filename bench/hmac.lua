@@ -73,4 +73,23 @@ local function hmac_sha256_hex(key, msg)
   return hex(sha256(opad .. sha256(ipad .. msg)))
 end
 
-return { sha256 = sha256, hex = hex, hmac_sha256_hex = hmac_sha256_hex }
+-- Escapes a string for a JSON string literal (wrk scripts build request bodies by hand).
+local function json_str(s)
+  return '"' .. s:gsub('[%c"\\]', function(c)
+    if c == '"' then return '\\"' elseif c == "\\" then return "\\\\" elseif c == "\n" then return "\\n" end
+    return string.format("\\u%04x", c:byte())
+  end) .. '"'
+end
+
+-- Returns wrk's text of a request signed as a client signs it (Bearer public key,
+-- X-Timestamp, X-Signature over "ts:METHOD:path:body").
+local function signed_request(pub, secret, method, path, body)
+  local ts = tostring(os.time())
+  local sig = hmac_sha256_hex(secret, ts .. ":" .. method .. ":" .. path .. ":" .. body)
+  local h = { ["Authorization"] = "Bearer " .. pub, ["X-Timestamp"] = ts, ["X-Signature"] = sig }
+  if body ~= "" then h["Content-Type"] = "application/json" end
+  return wrk.format(method, path, h, body ~= "" and body or nil)
+end
+
+return { sha256 = sha256, hex = hex, hmac_sha256_hex = hmac_sha256_hex, json_str = json_str,
+         signed_request = signed_request }

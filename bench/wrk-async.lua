@@ -34,12 +34,7 @@ local polling = false
 local done_jobs = 0
 polls = 0
 
-local function json_str(s)
-  return '"' .. s:gsub('[%c"\\]', function(c)
-    if c == '"' then return '\\"' elseif c == "\\" then return "\\\\" elseif c == "\n" then return "\\n" end
-    return string.format("\\u%04x", c:byte())
-  end) .. '"'
-end
+local json_str = hmac.json_str
 
 function setup(thread)
   tid = tid + 1
@@ -53,11 +48,7 @@ function init(args)
 end
 
 local function signed(method, path, body)
-  local ts = tostring(os.time())
-  local sig = hmac.hmac_sha256_hex(secret, ts .. ":" .. method .. ":" .. path .. ":" .. body)
-  local h = { ["Authorization"] = "Bearer " .. pub, ["X-Timestamp"] = ts, ["X-Signature"] = sig }
-  if body ~= "" then h["Content-Type"] = "application/json" end
-  return wrk.format(method, path, h, body ~= "" and body or nil)
+  return hmac.signed_request(pub, secret, method, path, body)
 end
 
 function delay()

@@ -22,13 +22,7 @@ local seen = 0
 local unique = os.getenv("BENCH_UNIQUE") == "1"
 local tid = 0
 
--- Escapes a string for a JSON string literal.
-local function json_str(s)
-  return '"' .. s:gsub('[%c"\\]', function(c)
-    if c == '"' then return '\\"' elseif c == "\\" then return "\\\\" elseif c == "\n" then return "\\n" end
-    return string.format("\\u%04x", c:byte())
-  end) .. '"'
-end
+local json_str = hmac.json_str
 
 function setup(thread)
   tid = tid + 1
@@ -48,14 +42,7 @@ function request()
   if unique then src = code .. "\n/* " .. tid .. "-" .. counter .. " */\n" end
   local body = '{"language":' .. json_str(language) .. ',"code":' .. json_str(src) ..
     ',"env":{"BENCH_RUN":' .. json_str(run_tag) .. ',"BENCH_SEQ":"' .. tid .. "-" .. counter .. '"}}'
-  local ts = tostring(os.time())
-  local sig = hmac.hmac_sha256_hex(secret, ts .. ":POST:" .. path .. ":" .. body)
-  return wrk.format("POST", path, {
-    ["Authorization"] = "Bearer " .. pub,
-    ["X-Timestamp"] = ts,
-    ["X-Signature"] = sig,
-    ["Content-Type"] = "application/json",
-  }, body)
+  return hmac.signed_request(pub, secret, "POST", path, body)
 end
 
 function response(status, headers, body)
