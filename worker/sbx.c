@@ -485,6 +485,29 @@ int sbx_box_put(struct sbx_box *box, const char *name, const void *data, size_t 
 	return 0;
 }
 
+/* Reads up to size bytes of an opened regular file and closes fd; returns a malloc'd,
+ * NUL-terminated buffer (caller frees) with *got bytes, or NULL when out of memory. */
+static char *sbx_read_fd(int fd, size_t size, size_t *got)
+{
+	char *buf = malloc(size + 1);
+	*got = 0;
+	if (buf == NULL) {
+		close(fd);
+		return NULL;
+	}
+	while (*got < size) {
+		ssize_t n = read(fd, buf + *got, size - *got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		*got += (size_t)n;
+	}
+	close(fd);
+	buf[*got] = '\0';
+	return buf;
+}
+
 /*
  * Reads a regular file the job left in the box (an artifact) into *data
  * (malloc'd, NUL-terminated, caller frees): at most max bytes, else an error.
@@ -512,24 +535,8 @@ int sbx_box_get(struct sbx_box *box, const char *name, size_t max, char **data, 
 		close(fd);
 		return sbx_set_error(cause, "%s is larger than %zu bytes", name, max);
 	}
-	char *buf = malloc((size_t)sb.st_size + 1);
-	if (buf == NULL) {
-		close(fd);
+	if ((*data = sbx_read_fd(fd, (size_t)sb.st_size, len)) == NULL)
 		return sbx_set_error(cause, "out of memory");
-	}
-	size_t got = 0;
-	while (got < (size_t)sb.st_size) {
-		ssize_t n = read(fd, buf + got, (size_t)sb.st_size - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	close(fd);
-	buf[got] = '\0';
-	*data = buf;
-	*len = got;
 	return 0;
 }
 
@@ -600,7 +607,7 @@ static void sbx_artifact_take(struct sbx_artifacts *a, int dfd, const char *name
 {
 	struct stat sb;
 	char *buf;
-	size_t got = 0;
+	size_t got;
 	int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 	if (fd < 0) {
 		sbx_artifacts_note(a, "%s: %s", name, errno == ELOOP ?
@@ -621,21 +628,10 @@ static void sbx_artifact_take(struct sbx_artifacts *a, int dfd, const char *name
 		sbx_artifacts_add(a, name, NULL, (size_t)sb.st_size);   /* notes why */
 		return;
 	}
-	if ((buf = malloc((size_t)sb.st_size + 1)) == NULL) {
-		close(fd);
+	if ((buf = sbx_read_fd(fd, (size_t)sb.st_size, &got)) == NULL) {
 		sbx_artifacts_note(a, "%s: out of memory", name);
 		return;
 	}
-	while (got < (size_t)sb.st_size) {
-		ssize_t n = read(fd, buf + got, (size_t)sb.st_size - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	close(fd);
-	buf[got] = '\0';
 	sbx_artifacts_add(a, name, buf, got);
 }
 
