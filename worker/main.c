@@ -176,6 +176,11 @@ static void slot_main(const struct conf *c, const struct lang_table *langs, cons
 		_exit(0);
 	while (!stopping) {
 		struct q_job qj;
+		if (!c->noop && sbx_pool_fill(sc, slot, (uint64_t)c->disk_default << 20, &cause) < 0) {
+			log_warn("%s: preparing a sandbox ahead: %s", id, cause);	/* the job makes its own */
+			free(cause);
+			cause = NULL;
+		}
 		int rc = q_claim(&q, &qj, &cause);
 		if (rc < 0) {
 			log_error("%s: claim: %s", id, cause);
@@ -201,6 +206,7 @@ static void slot_main(const struct conf *c, const struct lang_table *langs, cons
 		slot_job(&q, c, langs, sc, slot, id, &qj);
 		q_job_free(&qj);
 	}
+	sbx_pool_free();
 	q_close(&q);
 	free(id);
 	_exit(0);

@@ -602,6 +602,7 @@ const char *runner_run(const struct job *j, const struct sbx_config *sc, int slo
 		for (size_t i = 0; steps[i] != NULL; i++) {
 			sbx_result_free(&res);
 			spec.argv = steps[i];
+			spec.prepare_next = true;	/* the next step's sandbox is built during this one */
 			if (sbx_box_run(box, &spec, &res, &cause) < 0) {
 				buf_free(&co);
 				goto fail;
@@ -633,8 +634,11 @@ run:
 	spec.argv = argv;
 	spec.stdin_data = j->stdin_data;
 	spec.stdin_len = j->stdin_len;
+	spec.prepare_next = false;
 	if (sbx_box_run(box, &spec, &res, &cause) < 0)
 		goto fail;
+	json_object_object_add(timings, "sandbox_ms", json_object_new_double((double)res.setup_us / 1000.0));
+	json_object_object_add(timings, "prepared", json_object_new_boolean(res.prepared));
 	if (sbx_box_artifacts(box, &arts, &cause) < 0) {
 		log_warn("job artifacts: %s", cause);
 		sbx_artifacts_note(&arts, "the files in /tmp/artifacts could not be read");

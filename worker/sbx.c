@@ -76,7 +76,19 @@ static struct {
 	size_t n_binds;
 	unsigned seq;
 	char *net_cause;         /* why semitrusted is unavailable, NULL if it is */
+	struct sbx_box *pool;    /* a box with a prepared sandbox for this process's next job */
 } G = { .box_dir_fd = -1 };
+
+/* A prepared sandbox: the run's cgroup made, the proxy cloned into fresh namespaces, where
+ * it joins the cgroup, builds the root and waits on the sync pipe for the job (sbx_job). */
+struct sbx_pre {
+	pid_t proxy;             /* -1 once reaped */
+	struct cg_run *cg;
+	int in_w, out_r, err_r, sync_w, stat_r;   /* the slot's ends of the proxy's pipes */
+};
+
+static void sbx_pre_free(struct sbx_pre *p);
+static bool sbx_pre_alive(struct sbx_pre *p);
 
 struct sbx_box {
 	int slot;
@@ -87,6 +99,7 @@ struct sbx_box {
 	char *path;              /* box_dir/name (root-only parent) */
 	int dirfd;               /* the work dir (/box): SBX_SUB_WORK of the box tmpfs */
 	int artfd;               /* the artifacts dir (/tmp/artifacts): SBX_SUB_ARTIFACTS */
+	struct sbx_pre *pre;     /* the box's next sandbox, prepared ahead; NULL if none */
 };
 
 /* /etc entries exposed read-only by default (never shadow, ssl/private, ...). */
@@ -118,9 +131,12 @@ struct sbx_msg {
 	char text[256];          /* 'E' */
 };
 
-/* Everything the proxy and the program need, prepared before clone. */
+/* What the proxy and the program need: the box part is set before clone (sbx_ctx_box),
+ * the job part (argv, envp, lim, network) arrives in the job message (sbx_job). */
 struct sbx_ctx {
 	const struct sbx_box *box;
+	struct cg_run *cg;       /* the proxy joins it first thing */
+	uint64_t disk_bytes;     /* size /tmp and /dev/shm are mounted with */
 	char *const *argv;
 	char **envp;
 	struct sbx_limits lim;
@@ -130,11 +146,18 @@ struct sbx_ctx {
 	int in_r, out_w, err_w, sync_r, stat_w;
 };
 
-/* The slot's "go" to the proxy on the sync pipe: the box's address when it has a network. */
-struct sbx_go {
-	char go;                 /* 'g' */
+/* The job message, slot -> prepared proxy on the sync pipe; then blob bytes: argc argv
+ * strings then envc environment strings, each NUL-terminated. */
+struct sbx_job {
+	char go;                 /* 'j' */
 	uint32_t box_ip, gw_ip;  /* network byte order; 0 for zerotrust */
+	int network;
+	struct sbx_limits lim;
+	uint64_t disk_bytes;     /* the box's size: /tmp and /dev/shm are resized to it */
+	uint32_t argc, envc, blob;
 };
+
+#define SBX_MAX_BLOB   (4u << 20)      /* argv + environment bytes of one run */
 
 /* Failure report of the program child before execve. */
 struct sbx_exec_err {
@@ -390,8 +413,17 @@ static int sbx_box_subdir(const struct sbx_box *box, int rootfd, const char *nam
 	return fd;
 }
 
-/* Creates a box: a size-limited tmpfs under box_dir with the slot uid's work and artifacts dirs; *boxp freed by sbx_box_free; 0 or -1. */
-int sbx_box_init(struct sbx_box **boxp, const struct sbx_config *cfg, int slot,
+/* Formats the mount options of a box tmpfs of the given size into opts. */
+static void sbx_box_opts(char *opts, size_t size, uint64_t disk_bytes, bool remount)
+{
+	uint64_t inodes = disk_bytes / 1024;
+	inodes = inodes < 4096 ? 4096 : inodes > 1048576 ? 1048576 : inodes;
+	snprintf(opts, size, "size=%" PRIu64 ",nr_inodes=%" PRIu64 "%s", disk_bytes, inodes,
+	    remount ? "" : ",mode=0755,uid=0,gid=0");
+}
+
+/* Creates a fresh box: a size-limited tmpfs under box_dir with the slot uid's work and artifacts dirs; 0 or -1. */
+static int sbx_box_new(struct sbx_box **boxp, const struct sbx_config *cfg, int slot,
     uint64_t disk_bytes, char **cause)
 {
 	*boxp = NULL;
@@ -422,12 +454,9 @@ int sbx_box_init(struct sbx_box **boxp, const struct sbx_config *cfg, int slot,
 	}
 
 	char opts[256];
-	uint64_t inodes = box->disk_bytes / 1024;
-	inodes = inodes < 4096 ? 4096 : inodes > 1048576 ? 1048576 : inodes;
 	/* the tmpfs root is root's and never shown to a run: runs see its two subdirs only, so
 	 * no run can rename or replace them and the proxy may bind them by path */
-	snprintf(opts, sizeof opts, "size=%" PRIu64 ",nr_inodes=%" PRIu64 ",mode=0755,uid=0,gid=0",
-	    box->disk_bytes, inodes);
+	sbx_box_opts(opts, sizeof opts, box->disk_bytes, false);
 	if (mount("corral-box", box->path, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0) {
 		sbx_set_error(cause, "mount tmpfs on %s: %s", box->path, strerror(errno));
 		goto fail;
@@ -448,6 +477,30 @@ int sbx_box_init(struct sbx_box **boxp, const struct sbx_config *cfg, int slot,
 fail:
 	sbx_box_free(box);
 	return -1;
+}
+
+/* Gives the box for slot's next job: the pool's (prepared ahead by sbx_pool_fill, resized to
+ * disk_bytes if needed) or a fresh one; *boxp freed by sbx_box_free; 0 or -1 with cause. */
+int sbx_box_init(struct sbx_box **boxp, const struct sbx_config *cfg, int slot,
+    uint64_t disk_bytes, char **cause)
+{
+	uint64_t want = disk_bytes ? disk_bytes : 64u << 20;
+	struct sbx_box *b = G.pool;
+
+	if (b != NULL && b->slot == slot && b->uid == cfg->uid_base + (uid_t)slot &&
+	    b->gid == cfg->gid_base + (gid_t)slot) {
+		G.pool = NULL;
+		char opts[256];
+		sbx_box_opts(opts, sizeof opts, want, true);
+		if (b->disk_bytes == want ||
+		    mount(NULL, b->path, NULL, MS_REMOUNT | MS_NOSUID | MS_NODEV, opts) == 0) {
+			b->disk_bytes = want;
+			*boxp = b;
+			return 0;
+		}
+		sbx_box_free(b);
+	}
+	return sbx_box_new(boxp, cfg, slot, disk_bytes, cause);
 }
 
 /* Writes a new file (name must not exist) into the box, owned by the slot uid; 0 or -1 with cause. */
@@ -698,6 +751,7 @@ void sbx_box_free(struct sbx_box *box)
 {
 	if (box == NULL)
 		return;
+	sbx_pre_free(box->pre);
 	if (box->dirfd >= 0)
 		close(box->dirfd);
 	if (box->artfd >= 0)
@@ -1077,11 +1131,66 @@ fail:
 	_exit(127);
 }
 
-/* The proxy: PID 1 of the new namespaces; builds the root, runs the program, reports; never returns. */
-static void __attribute__((noreturn)) sbx_proxy(const struct sbx_ctx *c)
+/* Reads exactly len bytes from fd; 0, or -1 at EOF or on an error. */
+static int sbx_read_full(int fd, void *buf, size_t len)
 {
+	size_t got = 0;
+	while (got < len) {
+		ssize_t n = read(fd, (char *)buf + got, len - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		got += (size_t)n;
+	}
+	return 0;
+}
+
+/* Waits for the job message on fd 3 and fills the job part of c from it (proxy; the strings
+ * are malloc'd in the proxy and live until it exits). Exits quietly when the slot drops
+ * the prepared sandbox unused. */
+static void sbx_proxy_job(struct sbx_ctx *c, struct sbx_job *jm)
+{
+	if (sbx_read_full(3, jm, sizeof *jm) < 0)
+		_exit(0);
+	if (jm->go != 'j' || jm->argc < 1 || jm->argc > SBX_MAX_BLOB / 2 || jm->envc > SBX_MAX_ENV + 4 ||
+	    jm->blob < jm->argc + jm->envc || jm->blob > SBX_MAX_BLOB)
+		sbx_proxy_fail("bad job message");
+	char *blob = malloc(jm->blob);
+	char **v = calloc((size_t)jm->argc + jm->envc + 2, sizeof *v);
+	if (blob == NULL || v == NULL)
+		sbx_proxy_fail("out of memory");
+	if (sbx_read_full(3, blob, jm->blob) < 0 || blob[jm->blob - 1] != '\0')
+		sbx_proxy_fail("short job message");
+	size_t k = 0;
+	for (char *s = blob; s < blob + jm->blob && k < (size_t)jm->argc + jm->envc; s += strlen(s) + 1)
+		v[k++] = s;
+	if (k != (size_t)jm->argc + jm->envc)
+		sbx_proxy_fail("bad job message strings");
+	c->argv = v;                                 /* v[argc] stays NULL: argv's end */
+	memmove(v + jm->argc + 1, v + jm->argc, jm->envc * sizeof *v);
+	v[jm->argc] = NULL;
+	c->envp = v + jm->argc + 1;                  /* calloc'd with room for its NULL */
+	c->lim = jm->lim;
+	c->network = jm->network;
+}
+
+/* Resizes the tmpfs mounted at path (proxy, after pivot_root). */
+static void sbx_resize_tmpfs(const char *path, uint64_t bytes)
+{
+	char opts[64];
+	snprintf(opts, sizeof opts, "size=%" PRIu64, bytes);
+	if (mount(NULL, path, NULL, MS_REMOUNT | MS_NOSUID | MS_NODEV, opts) < 0)
+		sbx_proxy_fail("resizing %s: %s", path, strerror(errno));
+}
+
+/* The proxy: PID 1 of the new namespaces; joins the run's cgroup, builds the root, waits for
+ * the job, runs the program, reports; never returns. */
+static void __attribute__((noreturn)) sbx_proxy(const struct sbx_ctx *pc)
+{
+	struct sbx_ctx cc = *pc, *c = &cc;
 	struct sbx_msg m;
-	struct sbx_go go;
+	struct sbx_job jm;
 	int ep[2];
 
 	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
@@ -1103,16 +1212,25 @@ static void __attribute__((noreturn)) sbx_proxy(const struct sbx_ctx *c)
 	sbx_close_from(5);
 	umask(0);
 
-	/* the slot attaches us to the cgroup (and plugs the veth in) first */
-	if (read(3, &go, sizeof go) != (ssize_t)sizeof go || go.go != 'g')
-		_exit(1);
-	close(3);
+	/* into the run's cgroup before anything else: all below is charged and limited there
+	 * (writing "0" moves the writer; doing it here keeps the slot from waiting on it) */
+	char *cause = NULL;
+	if (c->cg != NULL && cg_run_attach(c->cg, 0, &cause) < 0)
+		sbx_proxy_fail("%s", cause ? cause : "joining the run's cgroup failed");
 	sbx_setup_fs(c);
 	if (sethostname(SBX_HOSTNAME, strlen(SBX_HOSTNAME)) < 0)
 		sbx_proxy_fail("sethostname: %s", strerror(errno));
 	sbx_setup_net();
+
+	/* prepared: everything from here on is on the job's path */
+	sbx_proxy_job(c, &jm);
+	close(3);
+	if (jm.disk_bytes != c->disk_bytes) {
+		sbx_resize_tmpfs("/tmp", jm.disk_bytes);
+		sbx_resize_tmpfs("/dev/shm", jm.disk_bytes);
+	}
 	if (c->network) {
-		int e = go.box_ip ? sbn_box_side(go.box_ip, go.gw_ip) : EINVAL;
+		int e = jm.box_ip ? sbn_box_side(jm.box_ip, jm.gw_ip) : EINVAL;
 		if (e != 0)
 			sbx_proxy_fail("eth0: %s", strerror(e));
 	}
@@ -1241,7 +1359,26 @@ static void sbx_default_limits(struct sbx_limits *l)
 		l->open_files = 1024;
 }
 
-/* Prepares everything the proxy and program need (envp malloc'd into r->ctx); 0 or -1. */
+/* Fills the box part of a proxy's context: users, groups, /tmp and /dev/shm sizes. */
+static void sbx_ctx_box(struct sbx_ctx *c, const struct sbx_box *box)
+{
+	c->box = box;
+	c->disk_bytes = box->disk_bytes;
+	snprintf(c->passwd, sizeof c->passwd,
+	    "root:x:0:0:root:/nonexistent:/usr/sbin/nologin\n"
+	    "sandbox:x:%u:%u:corral sandbox:/box:/bin/sh\n"
+	    "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+	    (unsigned)box->uid, (unsigned)box->gid);
+	snprintf(c->group, sizeof c->group, "root:x:0:\nsandbox:x:%u:\nnogroup:x:65534:\n",
+	    (unsigned)box->gid);
+	/* /tmp and /dev/shm: their own tmpfs each, as large as the box (pages count in the memory cgroup too) */
+	snprintf(c->tmp_opts, sizeof c->tmp_opts, "size=%" PRIu64 ",nr_inodes=16384,mode=1777",
+	    box->disk_bytes);
+	snprintf(c->shm_opts, sizeof c->shm_opts, "size=%" PRIu64 ",nr_inodes=1024,mode=1777",
+	    box->disk_bytes);
+}
+
+/* Checks the run's spec and prepares the job part of r->ctx (envp malloc'd); 0 or -1. */
 static int sbx_prepare(struct sbx_run *r, struct sbx_box *box, const struct sbx_run_spec *spec,
     char **cause)
 {
@@ -1272,19 +1409,6 @@ static int sbx_prepare(struct sbx_run *r, struct sbx_box *box, const struct sbx_
 	for (size_t i = 0; i < nenv; i++)
 		c->envp[k++] = spec->env[i];
 	c->envp[k] = NULL;
-
-	snprintf(c->passwd, sizeof c->passwd,
-	    "root:x:0:0:root:/nonexistent:/usr/sbin/nologin\n"
-	    "sandbox:x:%u:%u:corral sandbox:/box:/bin/sh\n"
-	    "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
-	    (unsigned)box->uid, (unsigned)box->gid);
-	snprintf(c->group, sizeof c->group, "root:x:0:\nsandbox:x:%u:\nnogroup:x:65534:\n",
-	    (unsigned)box->gid);
-	/* /tmp and /dev/shm: their own tmpfs each, as large as the box (pages count in the memory cgroup too) */
-	snprintf(c->tmp_opts, sizeof c->tmp_opts, "size=%" PRIu64 ",nr_inodes=16384,mode=1777",
-	    box->disk_bytes);
-	snprintf(c->shm_opts, sizeof c->shm_opts, "size=%" PRIu64 ",nr_inodes=1024,mode=1777",
-	    box->disk_bytes);
 	return 0;
 }
 
@@ -1308,7 +1432,7 @@ static void sbx_close(int *fd)
 }
 
 /* Clones the proxy into new namespaces; returns its pid or -1 with cause. */
-static pid_t sbx_clone_proxy(struct sbx_run *r, char **cause)
+static pid_t sbx_clone_proxy(const struct sbx_ctx *ctx, char **cause)
 {
 	/* a raw clone without a new stack behaves like fork(); the glibc clone() wrapper would need one */
 	long flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET | SIGCHLD;
@@ -1316,8 +1440,183 @@ static pid_t sbx_clone_proxy(struct sbx_run *r, char **cause)
 	if (pid < 0)
 		return sbx_set_error(cause, "clone: %s", strerror(errno));
 	if (pid == 0)
-		sbx_proxy(&r->ctx);
+		sbx_proxy(ctx);
 	return pid;
+}
+
+/* Kills and reaps a prepared sandbox's proxy, closes its pipes, removes its cgroup, frees p. */
+static void sbx_pre_free(struct sbx_pre *p)
+{
+	if (p == NULL)
+		return;
+	if (p->proxy > 0) {
+		kill(p->proxy, SIGKILL);
+		while (waitpid(p->proxy, NULL, 0) < 0 && errno == EINTR)
+			;
+	}
+	int fds[] = { p->in_w, p->out_r, p->err_r, p->sync_w, p->stat_r };
+	for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	cg_run_destroy(p->cg);
+	free(p);
+}
+
+/* True if the prepared proxy still waits for its job (false once it has exited, e.g. after
+ * a setup error; it is then reaped). */
+static bool sbx_pre_alive(struct sbx_pre *p)
+{
+	if (p->proxy <= 0)
+		return false;
+	if (waitpid(p->proxy, NULL, WNOHANG) == 0)
+		return true;
+	p->proxy = -1;
+	return false;
+}
+
+/* Prepares the box's next sandbox: makes the run's cgroup and clones the proxy, which joins
+ * it and builds the root on its own (the slot does not wait); *prep freed by sbx_pre_free; 0 or -1. */
+static int sbx_pre_start(struct sbx_box *box, struct sbx_pre **prep, char **cause)
+{
+	int in[2] = { -1, -1 }, out[2] = { -1, -1 }, err[2] = { -1, -1 };
+	int sync[2] = { -1, -1 }, stat[2] = { -1, -1 };
+	struct sbx_ctx ctx;
+	struct sbx_pre *p = calloc(1, sizeof *p);
+
+	*prep = NULL;
+	if (p == NULL)
+		return sbx_set_error(cause, "out of memory");
+	p->proxy = -1;
+	p->in_w = p->out_r = p->err_r = p->sync_w = p->stat_r = -1;
+	memset(&ctx, 0, sizeof ctx);
+	sbx_ctx_box(&ctx, box);
+	if (cg_run_create(&p->cg, box->slot, cause) < 0 ||
+	    sbx_pipe(in, 1, cause) < 0 || sbx_pipe(out, 0, cause) < 0 || sbx_pipe(err, 0, cause) < 0 ||
+	    sbx_pipe(sync, 1, cause) < 0 || sbx_pipe(stat, 0, cause) < 0)
+		goto fail;
+	ctx.cg = p->cg;
+	ctx.in_r = in[0];
+	ctx.out_w = out[1];
+	ctx.err_w = err[1];
+	ctx.sync_r = sync[0];
+	ctx.stat_w = stat[1];
+	if ((p->proxy = sbx_clone_proxy(&ctx, cause)) < 0)
+		goto fail;
+	close(in[0]);
+	close(out[1]);
+	close(err[1]);
+	close(sync[0]);
+	close(stat[1]);
+	p->in_w = in[1];
+	p->out_r = out[0];
+	p->err_r = err[0];
+	p->sync_w = sync[1];
+	p->stat_r = stat[0];
+	*prep = p;
+	return 0;
+fail:
+	for (int i = 0; i < 2; i++) {
+		int fds[] = { in[i], out[i], err[i], sync[i], stat[i] };
+		for (size_t k = 0; k < sizeof fds / sizeof fds[0]; k++)
+			if (fds[k] >= 0)
+				close(fds[k]);
+	}
+	sbx_pre_free(p);
+	return -1;
+}
+
+/* Makes sure this process has a box with a prepared sandbox for slot's next job (call when
+ * idle or between jobs; the next sbx_box_init takes it); 0 or -1 with cause. */
+int sbx_pool_fill(const struct sbx_config *cfg, int slot, uint64_t disk_bytes, char **cause)
+{
+	struct sbx_box *b = G.pool;
+
+	if (!G.ready)
+		return sbx_set_error(cause, "sbx_global_init was not called");
+	if (b != NULL && b->slot == slot && b->pre != NULL && sbx_pre_alive(b->pre))
+		return 0;
+	G.pool = NULL;
+	sbx_box_free(b);
+	if (sbx_box_new(&b, cfg, slot, disk_bytes, cause) < 0)
+		return -1;
+	if (sbx_pre_start(b, &b->pre, cause) < 0) {
+		sbx_box_free(b);
+		return -1;
+	}
+	G.pool = b;
+	return 0;
+}
+
+/* Drops the pool's box and its prepared sandbox (e.g. before the slot exits). */
+void sbx_pool_free(void)
+{
+	sbx_box_free(G.pool);
+	G.pool = NULL;
+}
+
+static int sbx_read_status(struct sbx_run *r);
+
+/* Sends the job message (limits, network, argv and environment) to the prepared proxy,
+ * within the setup deadline; 0 or -1 with cause. */
+static int sbx_send_job(struct sbx_run *r, const struct sbx_box *box, const struct sbn_link *link,
+    char **cause)
+{
+	struct sbx_job jm;
+	size_t argc = 0, envc = 0, blob = 0;
+
+	memset(&jm, 0, sizeof jm);
+	for (; r->ctx.argv[argc] != NULL; argc++)
+		blob += strlen(r->ctx.argv[argc]) + 1;
+	for (; r->ctx.envp[envc] != NULL; envc++)
+		blob += strlen(r->ctx.envp[envc]) + 1;
+	if (blob > SBX_MAX_BLOB)
+		return sbx_set_error(cause, "arguments and environment are larger than %u bytes", SBX_MAX_BLOB);
+	jm.go = 'j';
+	jm.box_ip = link->box_ip;
+	jm.gw_ip = link->host_ip;
+	jm.network = r->ctx.network;
+	jm.lim = r->ctx.lim;
+	jm.disk_bytes = box->disk_bytes;
+	jm.argc = (uint32_t)argc;
+	jm.envc = (uint32_t)envc;
+	jm.blob = (uint32_t)blob;
+
+	char *msg = malloc(sizeof jm + blob), *w;
+	if (msg == NULL)
+		return sbx_set_error(cause, "out of memory");
+	memcpy(msg, &jm, sizeof jm);
+	w = msg + sizeof jm;
+	for (size_t i = 0; i < argc; i++)
+		w = stpcpy(w, r->ctx.argv[i]) + 1;
+	for (size_t i = 0; i < envc; i++)
+		w = stpcpy(w, r->ctx.envp[i]) + 1;
+
+	size_t len = sizeof jm + blob, done = 0;
+	uint64_t deadline = sbx_now_us() + SBX_SETUP_US;
+	while (done < len) {
+		ssize_t n = write(r->sync_w, msg + done, len - done);
+		if (n > 0) {
+			done += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		uint64_t now = sbx_now_us();
+		if (n < 0 && errno == EAGAIN && now < deadline) {
+			struct pollfd pf = { r->sync_w, POLLOUT, 0 };
+			poll(&pf, 1, (int)((deadline - now + 999) / 1000));
+			continue;
+		}
+		int e = n < 0 ? errno : EIO;
+		free(msg);
+		sbx_read_status(r);                    /* a proxy that failed says why */
+		if (r->failed)
+			return sbx_set_error(cause, "sandbox: %s", r->errtext);
+		return sbx_set_error(cause, "sending the job to the sandbox: %s",
+		    e == EAGAIN ? "setup timed out" : strerror(e));
+	}
+	free(msg);
+	return 0;
 }
 
 /* Reads what is available from a stream, keeping up to cap bytes; returns 1 at EOF, 0 otherwise. */
@@ -1587,16 +1886,16 @@ static int sbx_fill_result(struct sbx_run *r, int proxy_status, const struct sbx
 	return 0;
 }
 
-/* Runs one program in fresh namespaces on the box; fills res; 0, or -1 with cause (res->status = SBX_ERROR). */
+/* Runs one program in fresh namespaces on the box (its prepared sandbox if it has one);
+ * fills res; 0, or -1 with cause (res->status = SBX_ERROR). */
 int sbx_box_run(struct sbx_box *box, const struct sbx_run_spec *spec, struct sbx_result *res,
     char **cause)
 {
 	struct sbx_run r;
 	struct sbn_link link = { .idx = -1 };
-	struct sbx_go go = { 'g', 0, 0 };
-	int in[2] = { -1, -1 }, out[2] = { -1, -1 }, err[2] = { -1, -1 };
-	int sync[2] = { -1, -1 }, stat[2] = { -1, -1 };
+	struct sbx_pre *pre = NULL;
 	int rc = -1, proxy_status = 0;
+	uint64_t t_enter = sbx_now_us();
 
 	memset(res, 0, sizeof *res);
 	res->status = SBX_ERROR;
@@ -1609,45 +1908,39 @@ int sbx_box_run(struct sbx_box *box, const struct sbx_run_spec *spec, struct sbx
 	if (sbx_prepare(&r, box, spec, cause) < 0)
 		goto out;
 	r.out.cap = r.err.cap = (size_t)r.ctx.lim.output_bytes;
-	if (cg_run_create(&r.cg, box->slot, &r.ctx.lim, cause) < 0)
-		goto out;
-	if (sbx_pipe(in, 1, cause) < 0 || sbx_pipe(out, 0, cause) < 0 || sbx_pipe(err, 0, cause) < 0 ||
-	    sbx_pipe(sync, -1, cause) < 0 || sbx_pipe(stat, 0, cause) < 0)
-		goto out;
-	r.ctx.in_r = in[0];
-	r.ctx.out_w = out[1];
-	r.ctx.err_w = err[1];
-	r.ctx.sync_r = sync[0];
-	r.ctx.stat_w = stat[1];
-	r.in_w = in[1];
-	r.out.fd = out[0];
-	r.err.fd = err[0];
-	r.sync_w = sync[1];
-	r.stat_r = stat[0];
-	in[1] = out[0] = err[0] = sync[1] = stat[0] = -1;   /* now owned by r */
 
-	if ((r.proxy = sbx_clone_proxy(&r, cause)) < 0)
-		goto out;
-	sbx_close(&in[0]);
-	sbx_close(&out[1]);
-	sbx_close(&err[1]);
-	sbx_close(&sync[0]);
-	sbx_close(&stat[1]);
-	if (cg_run_attach(r.cg, r.proxy, cause) < 0)
-		goto out;
-	if (spec->network == 1) {
-		if (sbn_up(&link, r.proxy, cause) < 0)
-			goto out;
-		go.box_ip = link.box_ip;
-		go.gw_ip = link.host_ip;
+	pre = box->pre;
+	box->pre = NULL;
+	if (pre != NULL && !sbx_pre_alive(pre)) {    /* its setup failed: try once more, afresh */
+		sbx_pre_free(pre);
+		pre = NULL;
 	}
-	if (write(r.sync_w, &go, sizeof go) != (ssize_t)sizeof go) {
-		sbx_set_error(cause, "releasing the proxy: %s", strerror(errno));
+	res->prepared = pre != NULL;
+	if (pre == NULL && sbx_pre_start(box, &pre, cause) < 0)
 		goto out;
-	}
+	r.cg = pre->cg;                               /* r owns what pre held from here on */
+	r.proxy = pre->proxy;
+	r.in_w = pre->in_w;
+	r.out.fd = pre->out_r;
+	r.err.fd = pre->err_r;
+	r.sync_w = pre->sync_w;
+	r.stat_r = pre->stat_r;
+	free(pre);
+
+	if (cg_run_limit(r.cg, &r.ctx.lim, cause) < 0)
+		goto out;
+	if (spec->network == 1 && sbn_up(&link, r.proxy, cause) < 0)
+		goto out;
+	if (sbx_send_job(&r, box, &link, cause) < 0)
+		goto out;
 	sbx_close(&r.sync_w);
 	if (spec->stdin_len == 0)
 		sbx_close(&r.in_w);
+	if (spec->prepare_next && box->pre == NULL) { /* while this run goes on (e.g. a compile) */
+		char *pc = NULL;
+		if (sbx_pre_start(box, &box->pre, &pc) < 0)
+			free(pc);                     /* the next run prepares its own */
+	}
 
 	sbx_loop(&r, spec);
 	sbx_close(&r.in_w);
@@ -1657,6 +1950,7 @@ int sbx_box_run(struct sbx_box *box, const struct sbx_run_spec *spec, struct sbx
 	sbx_drain(&r);
 	cg_run_kill(r.cg);                /* safety net: the namespace is already empty */
 	rc = sbx_fill_result(&r, proxy_status, spec, res, cause);
+	res->setup_us = r.started && r.t_start > t_enter ? r.t_start - t_enter : 0;
 out:
 	if (r.proxy > 0) {
 		kill(r.proxy, SIGKILL);
@@ -1667,8 +1961,7 @@ out:
 		res->status = SBX_ERROR;
 	sbn_down(&link);
 	cg_run_destroy(r.cg);
-	int fds[] = { in[0], in[1], out[0], out[1], err[0], err[1], sync[0], sync[1], stat[0], stat[1],
-	    r.in_w, r.out.fd, r.err.fd, r.sync_w, r.stat_r };
+	int fds[] = { r.in_w, r.out.fd, r.err.fd, r.sync_w, r.stat_r };
 	for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
 		if (fds[i] >= 0)
 			close(fds[i]);

@@ -2,21 +2,28 @@
  * sbx: the corral sandbox module (one header for sbx.c, sbx_cgroup.c,
  * sbx_seccomp.c; the command-line front end is sbx_cli.c).
  *
- * Process model of one run (sbx_box_run):
+ * Process model of one run. A run's sandbox is prepared ahead (sbx_pool_fill when the slot
+ * is idle, or spec.prepare_next during the step before), else at the start of sbx_box_run:
  *
  *   slot (root, caller)            proxy (root, PID 1 of new PID ns)      program (slot uid)
  *   ---------------------          ---------------------------------      ------------------
- *   make cgroup, pipes
+ *   prepare (sbx_pre_start):
+ *   make cgroup (no limits), pipes
  *   clone(NEWPID|NEWNS|NEWIPC|
- *         NEWUTS|NEWNET) ---------> PDEATHSIG=SIGKILL, wait for "go"
- *   attach proxy to cgroup,
+ *         NEWUTS|NEWNET) ---------> PDEATHSIG=SIGKILL; joins the run's
+ *   (returns at once)               cgroup itself (the slot never waits
+ *                                   on a cgroup migration); tmpfs root,
+ *                                   binds, /proc, /dev, /tmp, pivot_root,
+ *                                   hostname, lo up; waits for the job
+ *   run (sbx_box_run):
+ *   write the job's limits to the
+ *   cgroup (peak memory restarted),
  *   semitrusted: veth crh<n> with
  *   its peer as eth0 in the proxy's
  *   netns, nft table (sbx_net.c),
- *   write "go" (+ box address) ---> tmpfs root, binds, /proc, /dev,
- *                                   pivot_root, hostname, lo up
- *                                   (semitrusted: eth0 address and
- *                                   default route)
+ *   job message: limits, argv,
+ *   env, box size, address -------> /tmp, /dev/shm resized to the box;
+ *                                   semitrusted: eth0 address and route
  *                                   fork ------------------------------> rlimits, setgroups,
  *                                                                        setresgid/uid, caps
  *                                                                        dropped, no_new_privs,
@@ -30,6 +37,10 @@
  *   waitpid(proxy); drain pipes;
  *   read cgroup stats; rmdir cgroup;
  *   semitrusted: delete veth, table
+ *
+ * A prepared sandbox serves one run of one box, then is gone; a box (tmpfs) serves one job.
+ * Nothing of a job can be in a sandbox prepared before it: the prepared root holds only
+ * read-only host binds, generated /etc files, empty /tmp, /dev/shm and the job's own box.
  *
  * Timeouts, cancel and output floods are handled by SIGKILLing the proxy,
  * which takes down every process of the PID namespace.
@@ -115,6 +126,8 @@ struct sbx_run_spec {
 	int (*poll_cb)(void *arg); /* called at least every 200 ms; nonzero => kill, cancelled */
 	void *poll_arg;
 	int extra_fd;          /* fd added to the poll set (poll_cb called when readable), -1 if none */
+	bool prepare_next;     /* once this run's program started, prepare the box's next sandbox
+	                          (e.g. during a compile step, for the run step that follows) */
 };
 
 enum sbx_status {
@@ -141,6 +154,8 @@ struct sbx_result {
 	size_t err_len;
 	bool err_truncated;
 	uint64_t err_dropped;
+	uint64_t setup_us;     /* sbx_box_run called -> program exec'd: the sandbox on the job's path */
+	bool prepared;         /* the run used a sandbox prepared ahead of it */
 };
 
 struct sbx_box;
@@ -165,6 +180,8 @@ int sbx_global_init(struct sbx_config *cfg, char **cause);
 const char *sbx_cgroup_desc(void);
 int sbx_box_init(struct sbx_box **box, const struct sbx_config *cfg, int slot,
     uint64_t disk_bytes, char **cause);
+int sbx_pool_fill(const struct sbx_config *cfg, int slot, uint64_t disk_bytes, char **cause);
+void sbx_pool_free(void);
 int sbx_box_put(struct sbx_box *box, const char *name, const void *data,
     size_t len, mode_t mode, char **cause);
 int sbx_box_get(struct sbx_box *box, const char *name, size_t max, char **data,
@@ -198,8 +215,8 @@ struct cg_stats {
 int cg_init(int mode, char **cause);
 enum cg_version cg_version(void);
 const char *cg_desc(void);
-int cg_run_create(struct cg_run **run, int slot, const struct sbx_limits *lim,
-    char **cause);
+int cg_run_create(struct cg_run **run, int slot, char **cause);
+int cg_run_limit(struct cg_run *run, const struct sbx_limits *lim, char **cause);
 int cg_run_attach(struct cg_run *run, pid_t pid, char **cause);
 int cg_run_cpu_us(struct cg_run *run, uint64_t *cpu_us);
 void cg_run_stats(struct cg_run *run, struct cg_stats *st);

@@ -410,7 +410,7 @@ const char *cg_desc(void)
 	return cg.desc;
 }
 
-/* Applies the limits to a fresh v1 run; 0 or -1 with cause. */
+/* Applies the limits to a v1 run (its tasks: the proxy only) and restarts its peak memory; 0 or -1 with cause. */
 static int cg_limit_v1(struct cg_run *run, const struct sbx_limits *lim, char **cause)
 {
 	char v[64];
@@ -423,6 +423,10 @@ static int cg_limit_v1(struct cg_run *run, const struct sbx_limits *lim, char **
 		if (cg.memsw && (e = cg_write(run->dir[CG_MEMORY], "memory.memsw.limit_in_bytes", v)) < 0)
 			return sbx_set_error(cause, "cgroup memory.memsw.limit_in_bytes: %s", strerror(-e));
 	}
+	/* the peak so far is the proxy building the root: the run's peak starts now */
+	cg_write(run->dir[CG_MEMORY], "memory.max_usage_in_bytes", "0");
+	if (cg.memsw)
+		cg_write(run->dir[CG_MEMORY], "memory.memsw.max_usage_in_bytes", "0");
 	snprintf(v, sizeof v, "%u", lim->processes + 1);     /* + the proxy */
 	if ((e = cg_write(run->dir[CG_PIDS], "pids.max", v)) < 0)
 		return sbx_set_error(cause, "cgroup pids.max: %s", strerror(-e));
@@ -438,7 +442,7 @@ static int cg_limit_v1(struct cg_run *run, const struct sbx_limits *lim, char **
 	return 0;
 }
 
-/* Applies the limits to a fresh v2 run; 0 or -1 with cause. */
+/* Applies the limits to a v2 run (its tasks: the proxy only); 0 or -1 with cause. */
 static int cg_limit_v2(struct cg_run *run, const struct sbx_limits *lim, char **cause)
 {
 	char v[64];
@@ -466,8 +470,9 @@ static int cg_limit_v2(struct cg_run *run, const struct sbx_limits *lim, char **
 	return 0;
 }
 
-/* Creates and limits the cgroup(s) of one run; *run malloc'd (cg_run_destroy frees it); 0 or -1. */
-int cg_run_create(struct cg_run **runp, int slot, const struct sbx_limits *lim, char **cause)
+/* Creates the cgroup(s) of one run, without limits yet (cg_run_limit); *run malloc'd
+ * (cg_run_destroy frees it); 0 or -1. */
+int cg_run_create(struct cg_run **runp, int slot, char **cause)
 {
 	struct cg_run *run = calloc(1, sizeof *run);
 	if (run == NULL)
@@ -496,8 +501,6 @@ int cg_run_create(struct cg_run **runp, int slot, const struct sbx_limits *lim, 
 			run->v2dir = NULL;
 			goto fail;
 		}
-		if (cg_limit_v2(run, lim, cause) < 0)
-			goto fail;
 		return 0;
 	}
 
@@ -520,8 +523,6 @@ int cg_run_create(struct cg_run **runp, int slot, const struct sbx_limits *lim, 
 			goto fail;
 		}
 	}
-	if (cg_limit_v1(run, lim, cause) < 0)
-		goto fail;
 	return 0;
 oom:
 	sbx_set_error(cause, "out of memory");
@@ -531,7 +532,17 @@ fail:
 	return -1;
 }
 
-/* Moves pid into the run's cgroup(s); 0 or -1 with cause. */
+/* Applies the run's limits (before its program starts); 0 or -1 with cause. */
+int cg_run_limit(struct cg_run *run, const struct sbx_limits *lim, char **cause)
+{
+	if (cg.ver == CG_V2)
+		return cg_limit_v2(run, lim, cause);
+	if (cg.ver == CG_V1)
+		return cg_limit_v1(run, lim, cause);
+	return 0;
+}
+
+/* Moves pid (0: the calling process) into the run's cgroup(s); 0 or -1 with cause. */
 int cg_run_attach(struct cg_run *run, pid_t pid, char **cause)
 {
 	char v[32];
