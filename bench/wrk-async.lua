@@ -63,7 +63,7 @@ function request()
   end
   counter = counter + 1
   local body = '{"language":' .. json_str(language) .. ',"code":' .. json_str(code) ..
-    ',"env":{"BENCH_RUN":' .. json_str(run_tag) .. ',"BENCH_SEQ":"' .. tid .. "-" .. counter .. '"}}'
+    ',"env":{"BENCH_RUN":' .. json_str(run_tag) .. '},"stdin":"' .. tid .. "-" .. counter .. '"}'
   t_submit = now_ms()
   return signed("POST", "/execute/async", body)
 end

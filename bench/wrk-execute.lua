@@ -35,13 +35,14 @@ function init(args)
   errors = 0
 end
 
--- Each request is unique (a per-thread counter in env), so no signature repeats within the window.
+-- Each request is unique (a per-thread counter as stdin, which the programs do not read and
+-- which, unlike env, is not part of the compile cache key), so no signature repeats.
 function request()
   counter = counter + 1
   local src = code
   if unique then src = code .. "\n/* " .. tid .. "-" .. counter .. " */\n" end
   local body = '{"language":' .. json_str(language) .. ',"code":' .. json_str(src) ..
-    ',"env":{"BENCH_RUN":' .. json_str(run_tag) .. ',"BENCH_SEQ":"' .. tid .. "-" .. counter .. '"}}'
+    ',"env":{"BENCH_RUN":' .. json_str(run_tag) .. '},"stdin":"' .. tid .. "-" .. counter .. '"}'
   return hmac.signed_request(pub, secret, "POST", path, body)
 end
 

@@ -298,6 +298,7 @@ static void probe_main(const struct conf *c, const struct lang_table *t, const s
 		free(v);
 	}
 	PQfinish(db);
+	sbx_pool_free();	/* finishes the runs' teardown */
 	log_info("version prober: %d of %zu languages installed, versions measured in %llu ms", found, t->n,
 	    (unsigned long long)(util_mono_ms() - t0));
 	_exit(0);
@@ -638,6 +639,7 @@ run:
 	if (sbx_box_run(box, &spec, &res, &cause) < 0)
 		goto fail;
 	json_object_object_add(timings, "sandbox_ms", json_object_new_double((double)res.setup_us / 1000.0));
+	json_object_object_add(timings, "teardown_ms", json_object_new_double((double)res.teardown_us / 1000.0));
 	json_object_object_add(timings, "prepared", json_object_new_boolean(res.prepared));
 	if (sbx_box_artifacts(box, &arts, &cause) < 0) {
 		log_warn("job artifacts: %s", cause);

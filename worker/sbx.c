@@ -77,6 +77,11 @@ static struct {
 	unsigned seq;
 	char *net_cause;         /* why semitrusted is unavailable, NULL if it is */
 	struct sbx_box *pool;    /* a box with a prepared sandbox for this process's next job */
+	struct {                 /* finished runs whose proxy is still to reap, cgroup to remove */
+		pid_t proxy;
+		struct cg_run *cg;
+	} defer[8];
+	size_t n_defer;
 } G = { .box_dir_fd = -1 };
 
 /* A prepared sandbox: the run's cgroup made, the proxy cloned into fresh namespaces, where
@@ -170,7 +175,7 @@ static const char *const sbx_steps[] = {
 	"setting up fds", "chdir /box", "setrlimit", "setgroups", "setresgid",
 	"dropping the capability bounding set", "clearing ambient capabilities",
 	"setresuid", "clearing capabilities", "checking credentials",
-	"no_new_privs", "loading seccomp", "execve",
+	"no_new_privs", "loading seccomp", "execve", "reading the job",
 };
 
 /* Sets *cause (if cause is not NULL) to a malloc'd message; always returns -1. */
@@ -1085,52 +1090,6 @@ static int sbx_drop_privs(const struct sbx_box *b)
 	return -1;
 }
 
-/* The program child: fds, limits, credentials, seccomp, execve; never returns. */
-static void __attribute__((noreturn)) sbx_exec_program(const struct sbx_ctx *c, int errfd)
-{
-	struct sbx_exec_err ee = { 0, 0, 0 };
-	sigset_t all;
-
-	if (errfd != 3 && dup3(errfd, 3, O_CLOEXEC) < 0)
-		_exit(127);
-	sbx_close_from(4);
-	for (int sig = 1; sig < _NSIG; sig++)
-		if (sig != SIGKILL && sig != SIGSTOP)
-			signal(sig, SIG_DFL);
-	sigemptyset(&all);
-	sigprocmask(SIG_SETMASK, &all, NULL);
-	setsid();
-
-	ee.step = 1;
-	if (chdir("/box") < 0)
-		goto fail;
-	ee.step = 2;
-	if (sbx_set_rlimits(&c->lim) < 0)
-		goto fail;
-	int step = sbx_drop_privs(c->box);
-	if (step >= 0) {
-		ee.step = step;
-		goto fail;
-	}
-	ee.step = 10;
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-		goto fail;
-	ee.step = 11;
-	if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, G.filter, 0, 0) < 0)
-		goto fail;
-	ee.step = -1;                                /* start of the wall clock */
-	ee.t_us = sbx_now_us();
-	if (write(3, &ee, sizeof ee) < 0)
-		_exit(127);
-	ee.step = 12;
-	execve(c->argv[0], c->argv, c->envp);
-fail:
-	ee.err = errno;
-	if (write(3, &ee, sizeof ee) < 0)
-		_exit(127);
-	_exit(127);
-}
-
 /* Reads exactly len bytes from fd; 0, or -1 at EOF or on an error. */
 static int sbx_read_full(int fd, void *buf, size_t len)
 {
@@ -1146,33 +1105,109 @@ static int sbx_read_full(int fd, void *buf, size_t len)
 	return 0;
 }
 
-/* Waits for the job message on fd 3 and fills the job part of c from it (proxy; the strings
- * are malloc'd in the proxy and live until it exits). Exits quietly when the slot drops
- * the prepared sandbox unused. */
-static void sbx_proxy_job(struct sbx_ctx *c, struct sbx_job *jm)
+/* Reads one job message (header and blob) from fd into *jm and *blob (malloc'd, lives until
+ * the process exits); 0, 1 at EOF before any byte (the slot dropped the sandbox unused),
+ * -1 if the message is bad or short. Used by the proxy and by the program child. */
+static int sbx_job_read(int fd, struct sbx_job *jm, char **blob)
 {
-	if (sbx_read_full(3, jm, sizeof *jm) < 0)
-		_exit(0);
+	ssize_t n;
+	do
+		n = read(fd, jm, 1);
+	while (n < 0 && errno == EINTR);
+	if (n == 0)
+		return 1;
+	if (n != 1 || sbx_read_full(fd, (char *)jm + 1, sizeof *jm - 1) < 0)
+		return -1;
 	if (jm->go != 'j' || jm->argc < 1 || jm->argc > SBX_MAX_BLOB / 2 || jm->envc > SBX_MAX_ENV + 4 ||
 	    jm->blob < jm->argc + jm->envc || jm->blob > SBX_MAX_BLOB)
-		sbx_proxy_fail("bad job message");
-	char *blob = malloc(jm->blob);
-	char **v = calloc((size_t)jm->argc + jm->envc + 2, sizeof *v);
-	if (blob == NULL || v == NULL)
-		sbx_proxy_fail("out of memory");
-	if (sbx_read_full(3, blob, jm->blob) < 0 || blob[jm->blob - 1] != '\0')
-		sbx_proxy_fail("short job message");
-	size_t k = 0;
-	for (char *s = blob; s < blob + jm->blob && k < (size_t)jm->argc + jm->envc; s += strlen(s) + 1)
+		return -1;
+	if ((*blob = malloc(jm->blob)) == NULL || sbx_read_full(fd, *blob, jm->blob) < 0 ||
+	    (*blob)[jm->blob - 1] != '\0')
+		return -1;
+	return 0;
+}
+
+/* Fills the job part of c (argv, envp, lim, network) from a message sbx_job_read returned;
+ * the arrays point into blob; 0 or -1. */
+static int sbx_job_parse(struct sbx_ctx *c, const struct sbx_job *jm, char *blob)
+{
+	size_t k = 0, want = (size_t)jm->argc + jm->envc;
+	char **v = calloc(want + 2, sizeof *v);
+	if (v == NULL)
+		return -1;
+	for (char *s = blob; s < blob + jm->blob && k < want; s += strlen(s) + 1)
 		v[k++] = s;
-	if (k != (size_t)jm->argc + jm->envc)
-		sbx_proxy_fail("bad job message strings");
-	c->argv = v;                                 /* v[argc] stays NULL: argv's end */
+	if (k != want)
+		return -1;
 	memmove(v + jm->argc + 1, v + jm->argc, jm->envc * sizeof *v);
-	v[jm->argc] = NULL;
-	c->envp = v + jm->argc + 1;                  /* calloc'd with room for its NULL */
+	v[jm->argc] = NULL;                          /* argv's end; envp's NULL is v[want + 1] */
+	c->argv = v;
+	c->envp = v + jm->argc + 1;
 	c->lim = jm->lim;
 	c->network = jm->network;
+	return 0;
+}
+
+/* The program child, forked while the sandbox is prepared: fds, credentials dropped,
+ * seccomp; then it waits on jobfd for the job (the proxy forwards the slot's message),
+ * lowers its rlimits to the job's and execs. Never returns; failures go to errfd. */
+static void __attribute__((noreturn)) sbx_exec_program(const struct sbx_ctx *pc, int errfd, int jobfd)
+{
+	struct sbx_exec_err ee = { 0, 0, 0 };
+	struct sbx_ctx cc = *pc, *c = &cc;
+	struct sbx_job jm;
+	char *blob = NULL;
+	sigset_t all;
+
+	if ((errfd != 3 && dup3(errfd, 3, O_CLOEXEC) < 0) || (jobfd = fcntl(jobfd, F_DUPFD_CLOEXEC, 4)) < 0 ||
+	    (jobfd != 4 && dup3(jobfd, 4, O_CLOEXEC) < 0))
+		_exit(127);
+	sbx_close_from(5);
+	for (int sig = 1; sig < _NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			signal(sig, SIG_DFL);
+	sigemptyset(&all);
+	sigprocmask(SIG_SETMASK, &all, NULL);
+	setsid();
+
+	ee.step = 1;
+	if (chdir("/box") < 0)
+		goto fail;
+	int step = sbx_drop_privs(c->box);
+	if (step >= 0) {
+		ee.step = step;
+		goto fail;
+	}
+	ee.step = 10;
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		goto fail;
+	ee.step = 11;
+	if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, G.filter, 0, 0) < 0)
+		goto fail;
+
+	/* prepared: from here on it is the job's time */
+	int rc = sbx_job_read(4, &jm, &blob);
+	if (rc == 1)
+		_exit(0);                            /* dropped unused */
+	ee.step = 13;
+	errno = EPROTO;
+	if (rc < 0 || sbx_job_parse(c, &jm, blob) < 0)
+		goto fail;
+	close(4);
+	ee.step = 2;                                 /* only lowers what the proxy had: no privilege needed */
+	if (sbx_set_rlimits(&c->lim) < 0)
+		goto fail;
+	ee.step = -1;                                /* start of the wall clock */
+	ee.t_us = sbx_now_us();
+	if (write(3, &ee, sizeof ee) < 0)
+		_exit(127);
+	ee.step = 12;
+	execve(c->argv[0], c->argv, c->envp);
+fail:
+	ee.err = errno;
+	if (write(3, &ee, sizeof ee) < 0)
+		_exit(127);
+	_exit(127);
 }
 
 /* Resizes the tmpfs mounted at path (proxy, after pivot_root). */
@@ -1191,7 +1226,8 @@ static void __attribute__((noreturn)) sbx_proxy(const struct sbx_ctx *pc)
 	struct sbx_ctx cc = *pc, *c = &cc;
 	struct sbx_msg m;
 	struct sbx_job jm;
-	int ep[2];
+	char *blob = NULL;
+	int ep[2], jp[2];
 
 	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);          /* our memory is a copy of the worker's */
@@ -1222,8 +1258,26 @@ static void __attribute__((noreturn)) sbx_proxy(const struct sbx_ctx *pc)
 		sbx_proxy_fail("sethostname: %s", strerror(errno));
 	sbx_setup_net();
 
+	/* the program child too: forked, its privileges dropped, waiting for the job */
+	if (pipe2(ep, O_CLOEXEC) < 0 || pipe2(jp, O_CLOEXEC) < 0)
+		sbx_proxy_fail("pipe: %s", strerror(errno));
+	pid_t child = fork();
+	if (child < 0)
+		sbx_proxy_fail("fork: %s", strerror(errno));
+	if (child == 0)
+		sbx_exec_program(c, ep[1], jp[0]);
+	close(ep[1]);
+	close(jp[0]);
+	close(0);
+	close(1);
+	close(2);
+
 	/* prepared: everything from here on is on the job's path */
-	sbx_proxy_job(c, &jm);
+	int rc = sbx_job_read(3, &jm, &blob);
+	if (rc == 1)
+		_exit(0);                            /* dropped unused */
+	if (rc < 0 || sbx_job_parse(c, &jm, blob) < 0)
+		sbx_proxy_fail("bad job message");
 	close(3);
 	if (jm.disk_bytes != c->disk_bytes) {
 		sbx_resize_tmpfs("/tmp", jm.disk_bytes);
@@ -1234,18 +1288,18 @@ static void __attribute__((noreturn)) sbx_proxy(const struct sbx_ctx *pc)
 		if (e != 0)
 			sbx_proxy_fail("eth0: %s", strerror(e));
 	}
-
-	if (pipe2(ep, O_CLOEXEC) < 0)
-		sbx_proxy_fail("pipe: %s", strerror(errno));
-	pid_t child = fork();
-	if (child < 0)
-		sbx_proxy_fail("fork: %s", strerror(errno));
-	if (child == 0)
-		sbx_exec_program(c, ep[1]);
-	close(ep[1]);
-	close(0);
-	close(1);
-	close(2);
+	/* hand the job on; a child that died meanwhile has left its reason in ep */
+	if (write(jp[1], &jm, sizeof jm) == (ssize_t)sizeof jm) {
+		for (size_t done = 0; done < jm.blob;) {
+			ssize_t w = write(jp[1], blob + done, jm.blob - done);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0)
+				break;
+			done += (size_t)w;
+		}
+	}
+	close(jp[1]);
 
 	struct sbx_exec_err ee;
 	ssize_t n;
@@ -1444,6 +1498,25 @@ static pid_t sbx_clone_proxy(const struct sbx_ctx *ctx, char **cause)
 	return pid;
 }
 
+/* Reaps the proxies of finished runs and removes their cgroups: all of them (block), or the
+ * ones already gone. sbx_box_run leaves this work for after the job's result is out. */
+static void sbx_reap_deferred(bool block)
+{
+	size_t keep = 0;
+	for (size_t i = 0; i < G.n_defer; i++) {
+		pid_t p;
+		do
+			p = waitpid(G.defer[i].proxy, NULL, block ? 0 : WNOHANG);
+		while (p < 0 && errno == EINTR);
+		if (p == 0) {
+			G.defer[keep++] = G.defer[i];
+			continue;
+		}
+		cg_run_destroy(G.defer[i].cg);
+	}
+	G.n_defer = keep;
+}
+
 /* Kills and reaps a prepared sandbox's proxy, closes its pipes, removes its cgroup, frees p. */
 static void sbx_pre_free(struct sbx_pre *p)
 {
@@ -1533,6 +1606,7 @@ int sbx_pool_fill(const struct sbx_config *cfg, int slot, uint64_t disk_bytes, c
 
 	if (!G.ready)
 		return sbx_set_error(cause, "sbx_global_init was not called");
+	sbx_reap_deferred(true);
 	if (b != NULL && b->slot == slot && b->pre != NULL && sbx_pre_alive(b->pre))
 		return 0;
 	G.pool = NULL;
@@ -1547,9 +1621,11 @@ int sbx_pool_fill(const struct sbx_config *cfg, int slot, uint64_t disk_bytes, c
 	return 0;
 }
 
-/* Drops the pool's box and its prepared sandbox (e.g. before the slot exits). */
+/* Drops the pool's box and its prepared sandbox and finishes the teardown of earlier runs
+ * (call before the process exits). */
 void sbx_pool_free(void)
 {
+	sbx_reap_deferred(true);
 	sbx_box_free(G.pool);
 	G.pool = NULL;
 }
@@ -1730,7 +1806,9 @@ static void sbx_loop(struct sbx_run *r, const struct sbx_run_spec *spec)
 {
 	uint64_t t_go = sbx_now_us(), next_tick = t_go + SBX_TICK_US, last_cb = 0;
 
-	while (!r->stat_eof && r->kill_reason == SBX_OK) {
+	/* until the proxy is gone, or has reported the program's end with no output pending */
+	while (!r->stat_eof && r->kill_reason == SBX_OK &&
+	    !(r->reported && r->out.fd < 0 && r->err.fd < 0)) {
 		uint64_t now = sbx_now_us(), deadline;
 		bool running = r->started && !r->reported;   /* after 'R' only EOF is awaited */
 		if (running && spec->lim.wall_ms > 0 && now >= r->t_start + spec->lim.wall_ms * 1000) {
@@ -1905,6 +1983,7 @@ int sbx_box_run(struct sbx_box *box, const struct sbx_run_spec *spec, struct sbx
 	r.in_w = r.stat_r = r.sync_w = r.out.fd = r.err.fd = -1;
 	if (!G.ready)
 		return sbx_set_error(cause, "sbx_global_init was not called");
+	sbx_reap_deferred(false);
 	if (sbx_prepare(&r, box, spec, cause) < 0)
 		goto out;
 	r.out.cap = r.err.cap = (size_t)r.ctx.lim.output_bytes;
@@ -1944,12 +2023,27 @@ int sbx_box_run(struct sbx_box *box, const struct sbx_run_spec *spec, struct sbx
 
 	sbx_loop(&r, spec);
 	sbx_close(&r.in_w);
-	while (waitpid(r.proxy, &proxy_status, 0) < 0 && errno == EINTR)
-		;
-	r.proxy = -1;
+	/* the usual end: the program was reaped and nothing holds its output any more; the
+	 * proxy's exit (the kernel ending the namespaces) and the cgroup's removal are left for
+	 * after the result is out (sbx_reap_deferred) */
+	bool quick = r.kill_reason == SBX_OK && r.reported && !r.failed && r.out.fd < 0 &&
+	    r.err.fd < 0 && G.n_defer < sizeof G.defer / sizeof G.defer[0];
+	if (!quick) {
+		while (waitpid(r.proxy, &proxy_status, 0) < 0 && errno == EINTR)
+			;
+		r.proxy = -1;
+	}
 	sbx_drain(&r);
-	cg_run_kill(r.cg);                /* safety net: the namespace is already empty */
+	if (!quick)
+		cg_run_kill(r.cg);        /* safety net: the namespace is already empty */
 	rc = sbx_fill_result(&r, proxy_status, spec, res, cause);
+	if (quick) {
+		kill(r.proxy, SIGKILL);   /* it is exiting anyway; this makes sure */
+		G.defer[G.n_defer].proxy = r.proxy;
+		G.defer[G.n_defer++].cg = r.cg;
+		r.proxy = -1;
+		r.cg = NULL;
+	}
 	res->setup_us = r.started && r.t_start > t_enter ? r.t_start - t_enter : 0;
 out:
 	if (r.proxy > 0) {
@@ -1961,6 +2055,8 @@ out:
 		res->status = SBX_ERROR;
 	sbn_down(&link);
 	cg_run_destroy(r.cg);
+	if (r.t_end > 0 && rc == 0)
+		res->teardown_us = sbx_now_us() - r.t_end;
 	int fds[] = { r.in_w, r.out.fd, r.err.fd, r.sync_w, r.stat_r };
 	for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
 		if (fds[i] >= 0)

@@ -155,6 +155,8 @@ struct sbx_result {
 	bool err_truncated;
 	uint64_t err_dropped;
 	uint64_t setup_us;     /* sbx_box_run called -> program exec'd: the sandbox on the job's path */
+	uint64_t teardown_us;  /* program reaped -> sbx_box_run returns (namespace gone, stats read,
+	                          cgroup removed) */
 	bool prepared;         /* the run used a sandbox prepared ahead of it */
 };
 

@@ -397,6 +397,7 @@ int main(int argc, char **argv)
 			rc = 3;
 	}
 	sbx_box_free(box);
+	sbx_pool_free();	/* finishes the runs' teardown */
 	free(in);
 	return rc;
 }
