@@ -140,13 +140,21 @@ static char **runner_argv(char **base, char **extra)
 	return v;
 }
 
+/* A duration in microseconds as a json number of milliseconds with 3 decimals (new object). */
+static json_object *runner_ms(uint64_t us)
+{
+	char buf[32];
+	snprintf(buf, sizeof buf, "%.3f", (double)us / 1000.0);
+	return json_object_new_double_s((double)us / 1000.0, buf);
+}
+
 /* Adds the accounting of one sandbox run to the result object. */
 static void runner_account(json_object *r, const struct sbx_result *s)
 {
 	json_object_object_add(r, "exit_code", json_object_new_int(s->exit_code));
 	json_object_object_add(r, "exit_signal", s->signal ? json_object_new_int(s->signal) : NULL);
-	json_object_object_add(r, "wall_ms", json_object_new_double((double)s->wall_us / 1000.0));
-	json_object_object_add(r, "cpu_ms", json_object_new_double((double)s->cpu_us / 1000.0));
+	json_object_object_add(r, "wall_ms", runner_ms(s->wall_us));
+	json_object_object_add(r, "cpu_ms", runner_ms(s->cpu_us));
 	json_object_object_add(r, "memory_kb", json_object_new_int64((int64_t)(s->memory_peak_bytes / 1024)));
 }
 
@@ -564,7 +572,7 @@ const char *runner_run(const struct job *j, const struct sbx_config *sc, int slo
 	spec.poll_arg = hooks->arg;
 	spec.extra_fd = hooks->extra_fd;
 	t1 = util_mono_us();
-	json_object_object_add(timings, "setup_ms", json_object_new_double((double)(t1 - t0) / 1000.0));
+	json_object_object_add(timings, "setup_ms", runner_ms(t1 - t0));
 
 	if (l->compile_steps != NULL) {
 		struct buf co;
@@ -614,7 +622,7 @@ const char *runner_run(const struct job *j, const struct sbx_config *sc, int slo
 				break;
 		}
 		json_object_object_add(timings, "compile_ms",
-		    json_object_new_double((double)(util_mono_us() - t1) / 1000.0));
+		    runner_ms(util_mono_us() - t1));
 		json_object_object_add(r, "compile_output", runner_text(co.data ? co.data : "", co.len));
 		buf_free(&co);
 		if (res.status != SBX_OK || res.exit_code != 0 || res.signal != 0) {
@@ -638,8 +646,9 @@ run:
 	spec.prepare_next = false;
 	if (sbx_box_run(box, &spec, &res, &cause) < 0)
 		goto fail;
-	json_object_object_add(timings, "sandbox_ms", json_object_new_double((double)res.setup_us / 1000.0));
-	json_object_object_add(timings, "teardown_ms", json_object_new_double((double)res.teardown_us / 1000.0));
+	json_object_object_add(timings, "sandbox_ms", runner_ms(res.setup_us));
+	json_object_object_add(timings, "teardown_ms", runner_ms(res.teardown_us));
+	json_object_object_add(timings, "cpu_wait_ms", runner_ms(res.cpu_wait_us));
 	json_object_object_add(timings, "prepared", json_object_new_boolean(res.prepared));
 	if (sbx_box_artifacts(box, &arts, &cause) < 0) {
 		log_warn("job artifacts: %s", cause);
@@ -648,7 +657,7 @@ run:
 		cause = NULL;
 	}
 	runner_artifacts(r, &arts, j->return_artifact);
-	json_object_object_add(timings, "run_ms", json_object_new_double((double)(util_mono_us() - t1) / 1000.0));
+	json_object_object_add(timings, "run_ms", runner_ms(util_mono_us() - t1));
 	status = runner_status(&res);
 	if (strcmp(status, "completed") == 0 && j->expected_output != NULL &&
 	    !output_matches(res.out, res.out_len, j->expected_output))

@@ -133,6 +133,7 @@ struct sbx_msg {
 	uint64_t t_us;           /* CLOCK_MONOTONIC: exec done ('S') or program reaped ('R') */
 	struct rusage ru;        /* main program ('R') */
 	struct rusage ru_children; /* everything the proxy reaped ('R') */
+	uint64_t run_delay_ns;   /* time the main program waited for a CPU ('R'; its schedstat) */
 	char text[256];          /* 'E' */
 };
 
@@ -1210,6 +1211,22 @@ fail:
 	_exit(127);
 }
 
+/* The time a (zombie) process waited on a run queue, from /proc/PID/schedstat; 0 if unknown. */
+static uint64_t sbx_run_delay(pid_t pid)
+{
+	char path[64], buf[128];
+	unsigned long long on_cpu, delay;
+	snprintf(path, sizeof path, "/proc/%d/schedstat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	return sscanf(buf, "%llu %llu", &on_cpu, &delay) == 2 ? (uint64_t)delay : 0;
+}
+
 /* Resizes the tmpfs mounted at path (proxy, after pivot_root). */
 static void sbx_resize_tmpfs(const char *path, uint64_t bytes)
 {
@@ -1329,6 +1346,9 @@ static void __attribute__((noreturn)) sbx_proxy(const struct sbx_ctx *pc)
 	for (;;) {
 		int st;
 		struct rusage ru;
+		siginfo_t si;                        /* the main program's schedstat before reaping it */
+		if (m.run_delay_ns == 0 && waitid(P_PID, child, &si, WEXITED | WNOWAIT) == 0)
+			m.run_delay_ns = sbx_run_delay(child);
 		pid_t p = wait4(-1, &st, __WALL, &ru);
 		if (p < 0 && errno == EINTR)
 			continue;
@@ -1934,6 +1954,7 @@ static int sbx_fill_result(struct sbx_run *r, int proxy_status, const struct sbx
 		res->signal = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
 	}
 	res->wall_us = r->started && r->t_end > r->t_start ? r->t_end - r->t_start : 0;
+	res->cpu_wait_us = r->reported ? r->msg.run_delay_ns / 1000 : 0;
 	const struct rusage *ru = &r->msg.ru_children;
 	if (cs.have_cpu)
 		res->cpu_us = cs.cpu_us > r->cpu_base ? cs.cpu_us - r->cpu_base : 0;

@@ -157,6 +157,7 @@ struct sbx_result {
 	uint64_t setup_us;     /* sbx_box_run called -> program exec'd: the sandbox on the job's path */
 	uint64_t teardown_us;  /* program reaped -> sbx_box_run returns (namespace gone, stats read,
 	                          cgroup removed) */
+	uint64_t cpu_wait_us;  /* the main program's time waiting for a CPU (runnable, not running) */
 	bool prepared;         /* the run used a sandbox prepared ahead of it */
 };
 
