@@ -13,9 +13,9 @@
 --   waiting for it): two listeners per pair of hosts instead of one per slot and per
 --   FastCGI process.
 -- * jobs.waiter names that waiting process: "<channel> <tag>" (the FastCGI host's channel,
---   the process's tag); NULL when nobody waits (POST /execute/async). A finished job is
---   told on that channel only, payload "<tag> <job id>" (corral_notify_done). The
---   broadcast channel corral_done is gone.
+--   the process's tag; a comma-separated list when a retried sync request waits too); NULL
+--   when nobody waits (POST /execute/async). A finished job is told on that channel only,
+--   payload "<tag> <job id>" (corral_notify_done). The broadcast channel corral_done is gone.
 -- * corral_enqueue (a procedure: takes the rate-limit token and submits in one round trip)
 --   commits the job without waiting for the disk, so the key's lock and the NOTIFY lock
 --   are held for microseconds, then makes that commit durable with a second, synchronous
@@ -39,19 +39,21 @@ SELECT id, host, pid, slots, busy, cgroup, started_at, heartbeat_at,
        claims, claimed
   FROM workers ORDER BY heartbeat_at DESC;
 
--- Tells the process waiting for a job (jobs.waiter "<channel> <tag>") that it finished.
+-- Tells the processes waiting for a job (jobs.waiter: "<channel> <tag>", several separated
+-- by commas when a sync request was retried while its job ran) that it finished.
 CREATE FUNCTION corral_notify_done(p_waiter text, p_job uuid) RETURNS void
 LANGUAGE sql AS $$
-    SELECT pg_notify(split_part(p_waiter, ' ', 1), split_part(p_waiter, ' ', 2) || ' ' || p_job::text)
-     WHERE p_waiter IS NOT NULL AND p_waiter <> ''
+    SELECT pg_notify(split_part(w, ' ', 1), split_part(w, ' ', 2) || ' ' || p_job::text)
+      FROM unnest(string_to_array(p_waiter, ',')) w
+     WHERE w <> ''
 $$;
 
 -- Takes a rate-limit token and enqueues one job, once per signature; see the top of this
 -- file for the two transactions. allowed = false: no token, no job. refused: the key's
 -- concurrency limit. replayed: the signature was seen before and job_id is that job's (NULL
 -- when it no longer exists). p_waiter: jobs.waiter, NULL for nobody. CALL it outside any
--- transaction block (it commits). A replay of a sync request still going makes p_waiter its
--- waiter (the earlier waiter, if any, finds out by looking at the job).
+-- transaction block (it commits). A replay of a sync request still going adds p_waiter to
+-- the job's waiters (at most 16; a waiter not told finds out by looking at the job).
 CREATE PROCEDURE corral_enqueue(p_key bigint, p_rate integer, p_burst integer, p_sig text,
                                 p_dialect text, p_language text, p_request jsonb,
                                 p_max_attempts integer, p_concurrency integer, p_waiter text,
@@ -109,9 +111,12 @@ BEGIN
     END IF;
     IF replayed THEN
         v_id := v_other;
-        IF p_waiter IS NOT NULL THEN       -- a retry of a sync request: tell this one
-            UPDATE jobs j SET waiter = p_waiter
-             WHERE j.id = v_id AND j.status IN ('pending', 'running');
+        IF p_waiter IS NOT NULL THEN       -- a retry of a sync request: tell this one too
+            UPDATE jobs j SET waiter = CASE WHEN coalesce(j.waiter, '') = '' THEN p_waiter
+                                            ELSE j.waiter || ',' || p_waiter END
+             WHERE j.id = v_id AND j.status IN ('pending', 'running')
+               AND NOT p_waiter = ANY (string_to_array(coalesce(j.waiter, ''), ','))
+               AND cardinality(string_to_array(coalesce(j.waiter, ''), ',')) < 16;
         END IF;
     ELSE
         PERFORM pg_notify('corral_jobs', '');

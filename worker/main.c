@@ -586,6 +586,14 @@ int main(int argc, char **argv)
 			}
 			next_beat = util_mono_ms() + (uint64_t)c.heartbeat * 1000;
 		}
+		/* NOTIFYs that arrived while a statement ran are already read off the socket,
+		 * which poll() would not report again: take them first. */
+		if (d.q.db != NULL && q_notifications(&d.q, disp_notify, &d, &cause) < 0) {
+			log_error("%s", cause);
+			free(cause);
+			cause = NULL;
+			disp_connect(&d, worker_id, host);
+		}
 		for (int i = 0; i < nslots; i++)
 			any_idle = any_idle || (d.slots[i].idle && d.slots[i].fd >= 0);
 		/* Claim when a NOTIFY (or a full batch) says jobs may wait, and every poll
