@@ -17,13 +17,16 @@
 --   when nobody waits (POST /execute/async). A finished job is told on that channel only,
 --   payload "<tag> <job id>" (corral_notify_done). The broadcast channel corral_done is gone.
 -- * corral_enqueue (a procedure: takes the rate-limit token and submits in one round trip)
---   commits the job without waiting for the disk, so the key's lock and the NOTIFY lock
---   are held for microseconds, then makes that commit durable with a second, synchronous
---   transaction that writes one WAL record (a row lock) and waits for the flush: it
---   returns only once the job is on disk, and concurrent submits share flushes.
+--   commits the token, then the job, then its NOTIFY, each without waiting for the disk,
+--   so the key's bucket row, its concurrency lock and the NOTIFY lock are held for
+--   microseconds and never one while waiting for another, then makes those commits durable
+--   with a last, synchronous transaction that writes one WAL record (a row lock) and waits
+--   for the flush: it returns only once the job is on disk, and concurrent submits share
+--   flushes.
 -- * corral_finish (a procedure) commits a result synchronously first, without a NOTIFY,
 --   then tells the waiter in a second transaction that writes no WAL.
 -- * corral_claim_batch claims up to one job per idle slot in one statement.
+-- * corral_take writes its bucket row once instead of twice.
 
 ALTER TABLE jobs ADD COLUMN waiter text;
 
@@ -39,6 +42,38 @@ SELECT id, host, pid, slots, busy, cgroup, started_at, heartbeat_at,
        claims, claimed
   FROM workers ORDER BY heartbeat_at DESC;
 
+-- corral_take (sql/005) in one statement instead of an upsert and an update: the refill,
+-- the decision and the decrement in one row write. key_buckets.last_allowed carries the
+-- decision out of that write (RETURNING sees only the new row).
+ALTER TABLE key_buckets ADD COLUMN last_allowed boolean NOT NULL DEFAULT true;
+
+CREATE OR REPLACE FUNCTION corral_take(p_key bigint, p_rate integer, p_burst integer,
+                                       OUT allowed boolean, OUT remaining integer,
+                                       OUT reset_at bigint, OUT retry_after integer)
+LANGUAGE plpgsql AS $$
+DECLARE
+    cap   double precision := greatest(p_burst, 1);
+    per_s double precision := greatest(p_rate, 1) / 60.0;
+    now_t timestamptz := clock_timestamp();
+    t     double precision;
+BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
+    INSERT INTO key_buckets AS b (key_id, tokens, updated_at, last_allowed)
+        VALUES (p_key, cap - 1, now_t, true)
+        ON CONFLICT (key_id) DO UPDATE
+        SET tokens = CASE
+                WHEN least(cap, b.tokens + greatest(extract(epoch FROM now_t - b.updated_at), 0) * per_s) >= 1
+                THEN least(cap, b.tokens + greatest(extract(epoch FROM now_t - b.updated_at), 0) * per_s) - 1
+                ELSE least(cap, b.tokens + greatest(extract(epoch FROM now_t - b.updated_at), 0) * per_s) END,
+            last_allowed =
+                least(cap, b.tokens + greatest(extract(epoch FROM now_t - b.updated_at), 0) * per_s) >= 1,
+            updated_at = now_t
+        RETURNING b.tokens, b.last_allowed INTO t, allowed;
+    retry_after := CASE WHEN allowed THEN 0 ELSE greatest(ceil((1 - t) / per_s), 1)::integer END;
+    remaining := floor(t)::integer;
+    reset_at := (extract(epoch FROM now_t) + ceil((cap - t) / per_s))::bigint;
+END $$;
+
 -- Tells the processes waiting for a job (jobs.waiter: "<channel> <tag>", several separated
 -- by commas when a sync request was retried while its job ran) that it finished.
 CREATE FUNCTION corral_notify_done(p_waiter text, p_job uuid) RETURNS void
@@ -49,7 +84,7 @@ LANGUAGE sql AS $$
 $$;
 
 -- Takes a rate-limit token and enqueues one job, once per signature; see the top of this
--- file for the two transactions. allowed = false: no token, no job. refused: the key's
+-- file for its transactions. allowed = false: no token, no job. refused: the key's
 -- concurrency limit. replayed: the signature was seen before and job_id is that job's (NULL
 -- when it no longer exists). p_waiter: jobs.waiter, NULL for nobody. CALL it outside any
 -- transaction block (it commits). A replay of a sync request still going adds p_waiter to
@@ -71,13 +106,16 @@ DECLARE
 BEGIN
     replayed := false;
     refused := false;
-    -- Transaction 1, not flushed: corral_take sets synchronous_commit = off for it.
+    -- Transaction 0, not flushed (corral_take sets synchronous_commit = off): the token.
+    -- Committed at once, so the key's bucket row is locked for microseconds only.
     SELECT t.allowed, t.remaining, t.reset_at, t.retry_after
       INTO allowed, remaining, reset_at, retry_after
       FROM corral_take(p_key, p_rate, p_burst) t;
     IF NOT allowed THEN
         RETURN;
     END IF;
+    COMMIT;
+    -- Transaction 1, not flushed: the job.
     PERFORM set_config('synchronous_commit', 'off', true);
     IF p_sig IS NOT NULL THEN
         SELECT s.job_id INTO v_other FROM seen_requests s
@@ -109,6 +147,7 @@ BEGIN
             END IF;
         END IF;
     END IF;
+    COMMIT;    -- releases the key's lock without waiting for the NOTIFY lock below
     IF replayed THEN
         v_id := v_other;
         IF p_waiter IS NOT NULL THEN       -- a retry of a sync request: tell this one too
@@ -120,10 +159,10 @@ BEGIN
         END IF;
     ELSE
         PERFORM pg_notify('corral_jobs', '');
+        COMMIT;    -- writes no WAL of its own: nothing to wait for
     END IF;
-    COMMIT;
     -- Transaction 2, synchronous: a row lock is one WAL record, so this commit waits for
-    -- the flush, which covers transaction 1 (and, for a replay, the first request's).
+    -- the flush, which covers transactions 0 and 1 (and, for a replay, the first request's).
     PERFORM 1 FROM jobs j WHERE j.id = v_id FOR KEY SHARE;
     job_id := v_id;
 END $$;

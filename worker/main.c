@@ -34,7 +34,6 @@ struct slot_ctx {
 	int			 link;		/* the slot's end of its socketpair */
 	uint64_t		 next_renew_ms;
 	bool			 lost;		/* lease lost or cancellation asked for */
-	bool			 db_down;
 };
 
 /* Records that a stop was asked for. */
@@ -84,6 +83,27 @@ static void slot_read_link(struct slot_ctx *s)
 	}
 }
 
+/* Opens the slot's connection again once, keeping what it knows of the running job; the
+ * slot only finds a broken connection (a database restart) when it next uses it. */
+static int slot_reopen(struct q *q, char **cause)
+{
+	const struct conf *c = q->conf;
+	char job_id[sizeof q->job_id], *id = xstrdup(q->worker_id);
+	bool cancel_seen = q->cancel_seen;
+	int rc;
+
+	memcpy(job_id, q->job_id, sizeof job_id);
+	q_close(q);
+	rc = q_open(q, c, id, true, cause);
+	if (rc < 0)
+		q->worker_id = xstrdup(id);	/* q_open failed: keep the id for the next try */
+	memcpy(q->job_id, job_id, sizeof job_id);
+	q->cancel_seen = cancel_seen;
+	q->conf = c;
+	free(id);
+	return rc;
+}
+
 /* Sandbox poll hook: renews the lease, notices cancellation and shutdown. */
 static int slot_poll(void *arg)
 {
@@ -94,17 +114,22 @@ static int slot_poll(void *arg)
 	slot_read_link(s);
 	if (s->q->cancel_seen)
 		return 1;
-	if (!s->db_down && util_mono_ms() >= s->next_renew_ms) {
+	if (util_mono_ms() >= s->next_renew_ms) {
 		int rc = q_renew(s->q, s->job, &cause);
+		if (rc < 0) {	/* the connection broke (a database restart): reconnect, renew */
+			log_warn("slot: lease renewal: %s; reconnecting", cause);
+			free(cause);
+			cause = NULL;
+			rc = slot_reopen(s->q, &cause) < 0 ? -1 : q_renew(s->q, s->job, &cause);
+			if (rc < 0) {	/* keep running; try again next time, write the result later */
+				log_warn("slot: lease renewal: %s", cause);
+				free(cause);
+			}
+		}
 		s->next_renew_ms = util_mono_ms() + (uint64_t)s->q->conf->heartbeat * 1000;
 		if (rc == 0) {
 			s->lost = true;
 			return 1;
-		}
-		if (rc < 0) {
-			log_warn("slot: lease renewal: %s", cause);
-			free(cause);
-			s->db_down = true;
 		}
 	}
 	return 0;
@@ -141,7 +166,8 @@ static void slot_finish(struct q *q, const struct conf *c, const char *id, const
 		log_error("job %s: %s", job->id, cause);
 		free(cause);
 		q_close(q);
-		sleep(1);
+		if (tries > 0)	/* the first retry at once: an idle slot learns of a restart here */
+			sleep(1);
 		if (slot_connect(q, c, id) < 0)
 			return;
 	}
