@@ -168,9 +168,11 @@ BEGIN
 END $$;
 
 -- Claims up to one pending job per slot id in p_slots, oldest first, with a lease; the
--- k-th job goes to p_slots[k] (its worker_id). Not flushed (a crash re-runs the job).
+-- k-th job goes to p_slots[k] (its worker_id). more: other jobs were pending besides
+-- these (the caller claims again when a slot is free, without waiting for a NOTIFY). Not
+-- flushed (a crash re-runs the job).
 CREATE FUNCTION corral_claim_batch(p_slots text[], p_lease_s integer)
-RETURNS TABLE (job_id uuid, attempt integer, request jsonb, worker_id text)
+RETURNS TABLE (job_id uuid, attempt integer, request jsonb, worker_id text, more boolean)
 LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);
@@ -182,14 +184,17 @@ BEGIN
              ORDER BY j.created_at
              LIMIT cardinality(p_slots)
              FOR NO KEY UPDATE SKIP LOCKED) n
+    ), pending AS (      -- the statement's snapshot: the jobs claimed here still count
+        SELECT count(*) > cardinality(p_slots) AS more
+          FROM (SELECT 1 FROM jobs j WHERE j.status = 'pending' LIMIT cardinality(p_slots) + 1) p
     )
     UPDATE jobs j
        SET status = 'running', attempt = j.attempt + 1, worker_id = p_slots[next.k],
            lease_until = clock_timestamp() + make_interval(secs => p_lease_s),
            started_at = clock_timestamp()
-      FROM next
+      FROM next, pending
      WHERE j.id = next.id
-    RETURNING j.id, j.attempt, j.request, j.worker_id;
+    RETURNING j.id, j.attempt, j.request, j.worker_id, pending.more;
 END $$;
 
 -- corral_claim (one job for one slot), kept for other callers; its row lock no longer

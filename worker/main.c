@@ -339,7 +339,7 @@ struct disp {
 	struct q		 q;		/* q.db is NULL while the database is away */
 	struct slot_rec		*slots;
 	int			 n;
-	bool			 dirty;		/* jobs may be pending: a NOTIFY came, or the last claim was full */
+	bool			 dirty;		/* jobs may be pending: a NOTIFY came, or the last claim left some */
 	unsigned long long	 claims, claimed;
 };
 
@@ -434,19 +434,20 @@ static int disp_claim(struct disp *d)
 	const char **ids = xcalloc((size_t)d->n, sizeof *ids);
 	struct q_claimed *got = xcalloc((size_t)d->n, sizeof *got);
 	char *cause = NULL;
+	bool more = false;
 	int k = 0, n;
 
 	for (int i = 0; i < d->n; i++)
 		if (d->slots[i].idle && d->slots[i].fd >= 0)
 			ids[k++] = d->slots[i].id;
-	n = k == 0 ? 0 : q_claim_batch(&d->q, ids, k, got, &cause);
+	n = k == 0 ? 0 : q_claim_batch(&d->q, ids, k, got, &more, &cause);
 	if (n < 0) {
 		log_error("claim: %s", cause);
 		free(cause);
 	} else if (k > 0) {
 		d->claims++;
 		d->claimed += (unsigned long long)n;
-		d->dirty = n == k;	/* a full batch: more may be waiting */
+		d->dirty = more;	/* claim again as soon as a slot is free */
 		for (int j = 0; j < n; j++) {
 			disp_hand(d, &got[j]);
 			q_claimed_free(&got[j]);

@@ -15,7 +15,7 @@ static const struct {
 	const char *name, *sql;
 } q_stmts[] = {
 	/* $1: the idle slots' ids as a text[] literal; the k-th job goes to the k-th slot */
-	{ "claim", "SELECT job_id, attempt, worker_id, request::text FROM corral_claim_batch($1::text[], $2::integer)" },
+	{ "claim", "SELECT job_id, attempt, worker_id, request::text, more FROM corral_claim_batch($1::text[], $2::integer)" },
 	{ "renew", "SELECT corral_renew($1::uuid, $2, $3::integer, $4::integer)" },
 	{ "complete", "CALL corral_finish($1::uuid, $2, $3::integer, $4, $5::jsonb)" },
 	{ "release", "SELECT corral_release($1::uuid, $2, $3::integer)" },
@@ -94,7 +94,8 @@ static void q_array_elem(struct buf *b, const char *s)
 }
 
 /* Claims up to n jobs, the k-th for slot_ids[k]; see queue.h. */
-int q_claim_batch(struct q *q, const char *const *slot_ids, int n, struct q_claimed *out, char **cause)
+int q_claim_batch(struct q *q, const char *const *slot_ids, int n, struct q_claimed *out, bool *more,
+    char **cause)
 {
 	char lease[16];
 	const char *params[2];
@@ -122,6 +123,7 @@ int q_claim_batch(struct q *q, const char *const *slot_ids, int n, struct q_clai
 	if (r == NULL)
 		return -1;
 	got = PQntuples(r) < n ? PQntuples(r) : n;
+	*more = got > 0 && strcmp(PQgetvalue(r, 0, 4), "t") == 0;
 	for (int i = 0; i < got; i++) {
 		snprintf(out[i].id, sizeof out[i].id, "%s", PQgetvalue(r, i, 0));
 		out[i].attempt = atoi(PQgetvalue(r, i, 1));

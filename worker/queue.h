@@ -38,8 +38,10 @@ int q_open(struct q *q, const struct conf *c, const char *worker_id, bool slot, 
 /* Closes the connection and frees q's strings. */
 void q_close(struct q *q);
 /* Claims up to n pending jobs, oldest first, the k-th for the slot slot_ids[k] (one
- * statement, corral_claim_batch); fills out[0..got) and returns got, or -1 with *cause. */
-int q_claim_batch(struct q *q, const char *const *slot_ids, int n, struct q_claimed *out, char **cause);
+ * statement, corral_claim_batch); fills out[0..got), sets *more when other jobs were
+ * pending too, and returns got, or -1 with *cause. */
+int q_claim_batch(struct q *q, const char *const *slot_ids, int n, struct q_claimed *out, bool *more,
+    char **cause);
 /* Frees the strings of one q_claimed. */
 void q_claimed_free(struct q_claimed *c);
 /* Gives back a job claimed for a slot that could not take it: 1, 0 (no longer ours), -1. */
