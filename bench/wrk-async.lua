@@ -27,7 +27,7 @@ local code = os.getenv("BENCH_CODE") or "print('hello')"
 local run_tag = os.getenv("BENCH_RUN") or ""
 local max = tonumber(os.getenv("BENCH_MAX") or "0") or 0
 local poll_ms = tonumber(os.getenv("BENCH_POLL_MS") or "10") or 10
-local tid = 0
+local nthreads = 0   -- threads made by setup(); each thread's own number is its global tid
 local job = nil        -- the job being polled, or nil: submit next
 local t_submit = 0
 local polling = false
@@ -37,8 +37,8 @@ polls = 0
 local json_str = hmac.json_str
 
 function setup(thread)
-  tid = tid + 1
-  thread:set("tid", tid)
+  nthreads = nthreads + 1
+  thread:set("tid", nthreads)
   table.insert(threads, thread)
 end
 

@@ -20,13 +20,13 @@ local run_tag = os.getenv("BENCH_RUN") or ""
 local max = tonumber(os.getenv("BENCH_MAX") or "0") or 0
 local seen = 0
 local unique = os.getenv("BENCH_UNIQUE") == "1"
-local tid = 0
+local nthreads = 0   -- threads made by setup(); each thread's own number is its global tid
 
 local json_str = hmac.json_str
 
 function setup(thread)
-  tid = tid + 1
-  thread:set("tid", tid)
+  nthreads = nthreads + 1
+  thread:set("tid", nthreads)
   table.insert(threads, thread)
 end
 

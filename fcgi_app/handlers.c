@@ -1,5 +1,6 @@
 /* handlers: database access (prepared statements, reconnect and retry once), the sync
- * wait on NOTIFY corral_done, and one function per endpoint. */
+ * wait for a job's answer (handed over by the supervisor, which LISTENs for this host:
+ * fcgi_app/main.c), and one function per endpoint. */
 #include "handlers.h"
 
 #include <errno.h>
@@ -9,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "auth.h"
 #include "db.h"
@@ -44,9 +46,11 @@ struct app_stmt {
 static const struct app_stmt app_stmts[] = {
 	{ "key_by_public", KEY_COLUMNS "WHERE public_key = $1" },
 	{ "key_by_hash", KEY_COLUMNS "WHERE secret_hash = decode($1, 'hex')" },
-	{ "submit",
-	  "SELECT job_id, replayed, refused FROM corral_submit($1::bigint, $2::text, $3::text, $4::text, "
-	  "$5::jsonb, $6::integer, $7::integer)" },
+	/* rate-limit token + submit in one round trip (sql/006): allowed, remaining, reset_at,
+	 * retry_after, job_id, replayed, refused */
+	{ "enqueue",
+	  "CALL corral_enqueue($1::bigint, $2::integer, $3::integer, $4::text, $5::text, $6::text, "
+	  "$7::jsonb, $8::integer, $9::integer, $10::text)" },
 	{ "take",
 	  "SELECT allowed, remaining, reset_at, retry_after FROM corral_take($1::bigint, $2::integer, "
 	  "$3::integer)" },
@@ -68,7 +72,7 @@ static const struct app_stmt app_stmts[] = {
 	  "AND status IN ('pending', 'running') ORDER BY created_at LIMIT 1000" },
 	/* Cancels one of the caller's jobs in one statement: records the signature (when
 	 * signed), asks a running job's worker to stop, finishes a pending job at once with
-	 * a results row and a NOTIFY. Returns no row when the job is not the caller's. */
+	 * a results row and tells its waiter. Returns no row when the job is not the caller's. */
 	{ "job_cancel",
 	  "WITH seen AS ("
 	  "  INSERT INTO seen_requests (key_id, signature) SELECT $2::bigint, $3::text"
@@ -80,13 +84,14 @@ static const struct app_stmt app_stmts[] = {
 	  "    completed_at = CASE WHEN j.status = 'pending' THEN clock_timestamp() ELSE jobs.completed_at END"
 	  "   FROM j WHERE jobs.id = j.id AND j.status IN ('pending', 'running')"
 	  "    AND ($3::text IS NULL OR EXISTS (SELECT 1 FROM seen))"
-	  "  RETURNING jobs.id, j.status AS old_status),"
+	  "  RETURNING jobs.id, j.status AS old_status, jobs.waiter),"
 	  " res AS ("
 	  "  INSERT INTO results (job_id, status, error, exit_code)"
 	  "  SELECT id, 'cancelled', 'cancelled', -1 FROM upd WHERE old_status = 'pending'"
 	  "  ON CONFLICT (job_id) DO NOTHING RETURNING job_id)"
 	  " SELECT j.status, $3::text IS NOT NULL AND NOT EXISTS (SELECT 1 FROM seen),"
-	  "  (SELECT count(*) FROM (SELECT pg_notify('corral_done', job_id::text) FROM res) n)"
+	  "  (SELECT count(*) FROM (SELECT corral_notify_done(upd.waiter, res.job_id)"
+	  "   FROM res JOIN upd ON upd.id = res.job_id) n)"
 	  " FROM j" },
 	{ "seen",
 	  "INSERT INTO seen_requests (key_id, signature) VALUES ($1::bigint, $2::text) "
@@ -98,7 +103,12 @@ static const struct app_stmt app_stmts[] = {
 
 #define APP_NSTMTS	(sizeof app_stmts / sizeof app_stmts[0])
 
-/* Prepares every statement and listens for finished jobs on a fresh connection. */
+static int h_rate_limit(struct app *a, const struct auth_result *au, struct http_resp *resp);
+static int h_rate_headers(const struct auth_result *au, const PGresult *r, struct http_resp *resp);
+static void h_backoff(uint64_t ms);
+
+/* Prepares every statement on a fresh connection (it LISTENs to nothing: the supervisor
+ * hands this process its answers). */
 static int app_setup(struct app *a, char **cause)
 {
 	a->ready = false;
@@ -108,8 +118,6 @@ static int app_setup(struct app *a, char **cause)
 		if (db_prepare(a->db, app_stmts[i].name, app_stmts[i].sql, cause) < 0)
 			return -1;
 	}
-	if (db_exec(a->db, "LISTEN corral_done", cause) < 0)
-		return -1;
 	a->ready = true;
 	return 0;
 }
@@ -165,20 +173,21 @@ static int app_exec(struct app *a, const char *stmt, int n, const char *const *v
 	return APP_DB_DOWN;
 }
 
-/* Frees notifications queued on the connection (none of them concern a new request). */
+/* Reads and forgets what the supervisor wrote to this process that no request waits for
+ * (answers to a wait that ended on its timeout). */
 static void app_drain(struct app *a)
 {
-	PGnotify *n;
-	if (a->db == NULL || PQstatus(a->db) != CONNECTION_OK)
+	char junk[512];
+	if (a->wake_fd < 0)
 		return;
-	PQconsumeInput(a->db);
-	while ((n = PQnotifies(a->db)) != NULL)
-		PQfreemem(n);
+	while (read(a->wake_fd, junk, sizeof junk) > 0)
+		;
+	a->wake_len = 0;
 }
 
 /* Initialises the app and makes a first connection attempt. */
 int app_init(struct app *a, const struct conf *c, const struct lang_table *t,
-    const unsigned char *master, char **cause)
+    const unsigned char *master, const char *waiter, int wake_fd, char **cause)
 {
 	char *why = NULL;
 	int rc;
@@ -186,6 +195,8 @@ int app_init(struct app *a, const struct conf *c, const struct lang_table *t,
 	a->conf = c;
 	a->langs = t;
 	a->master = master;
+	a->waiter = waiter;
+	a->wake_fd = wake_fd;
 	/* Not fatal either way: the schema may be applied after the app starts, and the
 	 * database may come back; every request tries again. */
 	rc = app_connect(a, &why);
@@ -373,39 +384,45 @@ static int h_job_fetch(struct app *a, const char *job_id, long long key_id, PGre
 	return 1;
 }
 
-/* Waits for NOTIFY corral_done with payload job_id for at most ms milliseconds. Returns
- * 1 when it came, 0 on timeout, -1 when the connection broke (the caller reads the job
- * again: a notification sent while the connection was down is lost). */
+/* Waits at most ms milliseconds for the supervisor to hand over the answer to job_id
+ * (a line "<job id>") or to say its connection was re-established ("R": NOTIFYs may have
+ * been lost). Returns 1 for the job's line, 2 for "R", 0 on timeout, -1 without a wake-up
+ * pipe (the caller then looks at the job itself). */
 static int h_wait_done(struct app *a, const char *job_id, int ms)
 {
 	uint64_t deadline = util_mono_ms() + (uint64_t)ms;
+	if (a->wake_fd < 0)
+		return -1;
 	for (;;) {
-		PGnotify *n;
-		bool hit = false;
+		char *nl;
 		uint64_t now;
 		struct pollfd p;
-		int rc;
+		ssize_t r;
 
-		while ((n = PQnotifies(a->db)) != NULL) {
-			if (strcmp(n->relname, "corral_done") == 0 && strcmp(n->extra, job_id) == 0)
-				hit = true;
-			PQfreemem(n);
+		/* Whole lines first: the supervisor writes each in one write() of < PIPE_BUF. */
+		while ((nl = memchr(a->wake_buf, '\n', a->wake_len)) != NULL) {
+			size_t line = (size_t)(nl - a->wake_buf);
+			int hit = line == 1 && a->wake_buf[0] == 'R' ? 2 :
+			    line == strlen(job_id) && memcmp(a->wake_buf, job_id, line) == 0 ? 1 : 0;
+			a->wake_len -= line + 1;
+			memmove(a->wake_buf, nl + 1, a->wake_len);
+			if (hit != 0)
+				return hit;
 		}
-		if (hit)
-			return 1;
+		if (a->wake_len == sizeof a->wake_buf)
+			a->wake_len = 0;	/* no line this long is ever written */
 		now = util_mono_ms();
 		if (now >= deadline)
 			return 0;
-		p.fd = PQsocket(a->db);
+		p.fd = a->wake_fd;
 		p.events = POLLIN;
 		p.revents = 0;
-		if (p.fd < 0)
+		if (poll(&p, 1, (int)(deadline - now > INT_MAX ? INT_MAX : deadline - now)) < 0 &&
+		    errno != EINTR)
 			return -1;
-		rc = poll(&p, 1, (int)(deadline - now > INT_MAX ? INT_MAX : deadline - now));
-		if (rc < 0 && errno != EINTR)
-			return -1;
-		if (rc > 0 && PQconsumeInput(a->db) == 0)
-			return -1;
+		r = read(a->wake_fd, a->wake_buf + a->wake_len, sizeof a->wake_buf - a->wake_len);
+		if (r > 0)
+			a->wake_len += (size_t)r;
 	}
 }
 
@@ -496,26 +513,32 @@ static void h_answer_accepted(struct http_resp *resp, const char *job_id, const 
 	json_object_put(o);
 }
 
-/* Validates and enqueues the job of a request; returns 0 with job_id (37 bytes) and
- * *replayed, or -1 with resp set. */
+/* Validates and enqueues the job of a request, taking its rate-limit token in the same
+ * round trip (corral_enqueue; an invalid request takes its token with corral_take, as
+ * every authenticated request does). waiter: jobs.waiter (this process's "<channel>
+ * <tag>"), NULL when nobody waits. Returns 0 with job_id (37 bytes) and *replayed, or -1
+ * with resp set. */
 static int h_submit(struct app *a, const struct http_req *req, const struct auth_result *au,
-    char job_id[ROUTE_UUID_LEN + 1], bool *replayed, struct http_resp *resp)
+    const char *waiter, char job_id[ROUTE_UUID_LEN + 1], bool *replayed, struct http_resp *resp)
 {
 	json_object *body, *norm;
 	struct job job;
 	struct job_error jerr;
-	char key[32], attempts[16], conc[16], *nonce = NULL, *cause = NULL;
-	const char *vals[7];
+	char key[32], rate[16], burst[16], attempts[16], conc[16], *nonce = NULL, *cause = NULL;
+	const char *vals[10];
 	PGresult *r = NULL;
 	int rc;
 
-	if ((body = h_parse_object(req, resp)) == NULL)
+	if ((body = h_parse_object(req, resp)) == NULL) {
+		h_rate_limit(a, au, resp);	/* a 429 replaces the 400 */
 		return -1;
+	}
 	job_init(&job);
 	memset(&jerr, 0, sizeof jerr);
 	if (job_parse(&job, body, a->conf, a->langs, &jerr) < 0) {
 		json_object_put(body);
 		h_job_error(resp, &jerr);
+		h_rate_limit(a, au, resp);
 		return -1;
 	}
 	json_object_put(body);
@@ -523,16 +546,21 @@ static int h_submit(struct app *a, const struct http_req *req, const struct auth
 	if (au->signature == NULL)
 		nonce = h_nonce();
 	snprintf(key, sizeof key, "%lld", au->key.id);
+	snprintf(rate, sizeof rate, "%d", au->key.rate_per_minute);
+	snprintf(burst, sizeof burst, "%d", au->key.burst);
 	snprintf(attempts, sizeof attempts, "%d", a->conf->max_attempts);
-	vals[0] = key;
-	vals[1] = au->signature != NULL ? au->signature : nonce;
-	vals[2] = "unsandbox";
-	vals[3] = job.lang->id;
-	vals[4] = json_object_to_json_string_ext(norm, JSON_C_TO_STRING_PLAIN);
-	vals[5] = attempts;
 	snprintf(conc, sizeof conc, "%d", au->key.concurrency_limit);
-	vals[6] = conc;
-	rc = app_exec(a, "submit", 7, vals, &r, &cause);
+	vals[0] = key;
+	vals[1] = rate;
+	vals[2] = burst;
+	vals[3] = au->signature != NULL ? au->signature : nonce;
+	vals[4] = "unsandbox";
+	vals[5] = job.lang->id;
+	vals[6] = json_object_to_json_string_ext(norm, JSON_C_TO_STRING_PLAIN);
+	vals[7] = attempts;
+	vals[8] = conc;
+	vals[9] = waiter;
+	rc = app_exec(a, "enqueue", 10, vals, &r, &cause);
 	json_object_put(norm);
 	job_free(&job);
 	free(nonce);
@@ -540,7 +568,16 @@ static int h_submit(struct app *a, const struct http_req *req, const struct auth
 		h_db_fail(resp, rc, cause);
 		return -1;
 	}
-	if (PQntuples(r) == 1 && PQgetvalue(r, 0, 2)[0] == 't') {
+	if (PQntuples(r) != 1) {
+		PQclear(r);
+		h_db_fail(resp, APP_SQL_ERROR, xstrdup("enqueue: no row"));
+		return -1;
+	}
+	if (h_rate_headers(au, r, resp) < 0) {
+		PQclear(r);
+		return -1;
+	}
+	if (PQgetvalue(r, 0, 6)[0] == 't') {
 		PQclear(r);
 		http_resp_error(resp, 429, "Too many running jobs", "CONCURRENCY_LIMIT", NULL,
 		    "This key may have at most %d jobs pending or running at once; wait for one to finish.",
@@ -548,15 +585,15 @@ static int h_submit(struct app *a, const struct http_req *req, const struct auth
 		http_resp_header(resp, "Retry-After", "1");
 		return -1;
 	}
-	if (PQntuples(r) != 1 || PQgetisnull(r, 0, 0)) {
+	if (PQgetisnull(r, 0, 4)) {
 		PQclear(r);
 		http_resp_error(resp, 409, "Duplicate request", "DUPLICATE_REQUEST", NULL,
 		    "This signed request was already received and its job no longer exists.");
 		return -1;
 	}
-	snprintf(job_id, ROUTE_UUID_LEN + 1, "%s", PQgetvalue(r, 0, 0));
+	snprintf(job_id, ROUTE_UUID_LEN + 1, "%s", PQgetvalue(r, 0, 4));
 	/* A replay of our own nonce can only be our retry after a reconnect. */
-	*replayed = PQgetvalue(r, 0, 1)[0] == 't' && au->signature != NULL;
+	*replayed = PQgetvalue(r, 0, 5)[0] == 't' && au->signature != NULL;
 	PQclear(r);
 	return 0;
 }
@@ -567,7 +604,7 @@ static void h_execute_async(struct app *a, struct http_req *req, struct auth_res
 {
 	char job_id[ROUTE_UUID_LEN + 1];
 	bool replayed = false;
-	if (h_submit(a, req, au, job_id, &replayed, resp) < 0)
+	if (h_submit(a, req, au, NULL, job_id, &replayed, resp) < 0)
 		return;
 	h_answer_accepted(resp, job_id, "pending", "Job submitted");
 	http_resp_header(resp, "X-Job-Id", "%s", job_id);
@@ -614,45 +651,41 @@ static int h_execute_answer(struct app *a, const char *job_id, long long key_id,
 	return 1;
 }
 
-/* Tells whether the connection is up and prepared (so LISTEN is active). */
-static bool h_db_up(const struct app *a)
-{
-	return a->db != NULL && PQstatus(a->db) == CONNECTION_OK && a->ready;
-}
-
-/* Sleeps ms milliseconds: only while the database is down (a reconnect back-off), never
- * on the normal path, which waits in poll() for NOTIFY. */
-static void h_backoff(uint64_t ms)
-{
-	struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
-	nanosleep(&ts, NULL);
-}
-
-/* POST /execute: validate, enqueue, wait for NOTIFY corral_done (at most sync_wait
- * seconds), answer the result, or 202 running when the wait ran out first. A database
- * restart during the wait is survived: reconnect (LISTEN again), look at the job, wait on. */
+/* POST /execute: validate, enqueue with this process as the job's waiter, wait for the
+ * supervisor to hand over its completion (at most sync_wait seconds), answer the result, or
+ * 202 running when the wait ran out first. The job is looked at again when the supervisor
+ * reconnected to the database (NOTIFYs may have been lost) and, should a notification go
+ * missing anyway, after 1, 2, 4, then every 8 seconds of waiting. A database restart is
+ * survived: the job is committed, and app_exec reconnects. */
 static void h_execute(struct app *a, struct http_req *req, struct auth_result *au,
     struct http_resp *resp)
 {
 	char job_id[ROUTE_UUID_LEN + 1], *cause = NULL;
 	bool replayed = false;
-	uint64_t deadline, now;
+	uint64_t deadline, now, recheck = 1000;
 
-	if (h_submit(a, req, au, job_id, &replayed, resp) < 0)
+	app_drain(a);
+	if (h_submit(a, req, au, a->waiter, job_id, &replayed, resp) < 0)
 		return;
 	/* A replayed job may have finished long ago: look before waiting. */
 	if (replayed && h_execute_answer(a, job_id, au->key.id, resp, false) != 0)
 		goto out;
 	deadline = util_mono_ms() + (uint64_t)a->conf->sync_wait * 1000;
 	while ((now = util_mono_ms()) < deadline) {
-		if (h_db_up(a) && h_wait_done(a, job_id, (int)(deadline - now)) >= 0)
+		uint64_t ms = deadline - now < recheck ? deadline - now : recheck;
+		int rc = h_wait_done(a, job_id, (int)ms);
+		if (rc == 1)
+			break;	/* finished: the answer below reads it */
+		if (rc < 0)
+			h_backoff(ms);	/* no supervisor pipe (never in corral-fcgi): poll the job */
+		if (rc != 2)
+			recheck = recheck < 8000 ? recheck * 2 : 8000;
+		if (util_mono_ms() >= deadline)
 			break;
-		/* The connection broke: NOTIFYs sent meanwhile are lost, so look again. */
-		if (app_connect(a, &cause) < 0) {
+		if (app_connect(a, &cause) < 0) {	/* the database is away: wait on */
 			log_warn("waiting for job %s: %s", job_id, cause);
 			free(cause);
 			cause = NULL;
-			h_backoff(deadline - now < 500 ? deadline - now : 500);
 			continue;
 		}
 		if (h_execute_answer(a, job_id, au->key.id, resp, false) != 0)
@@ -663,6 +696,13 @@ out:
 	http_resp_header(resp, "X-Job-Id", "%s", job_id);
 	if (replayed)
 		http_resp_header(resp, "X-Replayed", "true");
+}
+
+/* Sleeps ms milliseconds: only when there is no supervisor pipe to wait on. */
+static void h_backoff(uint64_t ms)
+{
+	struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
 }
 
 /* GET /jobs/{id}: the caller's job, with its result when finished. */
@@ -928,6 +968,24 @@ static void h_keys_validate(struct app *a, struct auth_result *au, struct http_r
 		http_resp_header(resp, "X-Replayed", "true");
 }
 
+/* Adds the X-RateLimit headers from the first four columns of r (allowed, remaining,
+ * reset_at, retry_after: corral_take's or corral_enqueue's). Returns 0, or -1 with resp set
+ * to 429 when the token was refused. */
+static int h_rate_headers(const struct auth_result *au, const PGresult *r, struct http_resp *resp)
+{
+	http_resp_header(resp, "X-RateLimit-Limit", "%d", au->key.rate_per_minute);
+	http_resp_header(resp, "X-RateLimit-Remaining", "%s", PQgetvalue(r, 0, 1));
+	http_resp_header(resp, "X-RateLimit-Reset", "%s", PQgetvalue(r, 0, 2));
+	if (PQgetvalue(r, 0, 0)[0] != 't') {
+		http_resp_header(resp, "Retry-After", "%s", PQgetvalue(r, 0, 3));
+		http_resp_error(resp, 429, "Rate limit exceeded", "RATE_LIMITED", NULL,
+		    "This key may make %d requests a minute (bursts of %d); retry after %s s.",
+		    au->key.rate_per_minute, au->key.burst, PQgetvalue(r, 0, 3));
+		return -1;
+	}
+	return 0;
+}
+
 /* Takes one token from the key's rate bucket (shared by every process and host through
  * PostgreSQL) and adds the X-RateLimit headers. Returns 0 to go on, -1 with resp set (429,
  * or the database error). */
@@ -945,19 +1003,9 @@ static int h_rate_limit(struct app *a, const struct auth_result *au, struct http
 		h_db_fail(resp, rc, cause);
 		return -1;
 	}
-	http_resp_header(resp, "X-RateLimit-Limit", "%d", au->key.rate_per_minute);
-	http_resp_header(resp, "X-RateLimit-Remaining", "%s", PQgetvalue(r, 0, 1));
-	http_resp_header(resp, "X-RateLimit-Reset", "%s", PQgetvalue(r, 0, 2));
-	if (PQgetvalue(r, 0, 0)[0] != 't') {
-		http_resp_header(resp, "Retry-After", "%s", PQgetvalue(r, 0, 3));
-		http_resp_error(resp, 429, "Rate limit exceeded", "RATE_LIMITED", NULL,
-		    "This key may make %d requests a minute (bursts of %d); retry after %s s.",
-		    au->key.rate_per_minute, au->key.burst, PQgetvalue(r, 0, 3));
-		PQclear(r);
-		return -1;
-	}
+	rc = h_rate_headers(au, r, resp);
 	PQclear(r);
-	return 0;
+	return rc;
 }
 
 /* Routes, authenticates and answers one request. */
@@ -980,14 +1028,15 @@ void app_handle(struct app *a, struct http_req *req, struct http_resp *resp)
 			    "No endpoint has this path.");
 		return;
 	}
-	app_drain(a);
 	if (!m.auth) {
 		h_health(a, resp);
 		return;
 	}
 	auth_result_init(&au);
+	/* The submitting routes take their token in the same round trip as the submit. */
 	if (auth_request(req, a->master, a->conf->timestamp_window, time(NULL), h_lookup_key,
-	    a, &au, resp) < 0 || h_rate_limit(a, &au, resp) < 0) {
+	    a, &au, resp) < 0 || (m.id != ROUTE_EXECUTE && m.id != ROUTE_EXECUTE_ASYNC &&
+	    h_rate_limit(a, &au, resp) < 0)) {
 		auth_result_free(&au);
 		return;
 	}

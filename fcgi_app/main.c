@@ -1,12 +1,18 @@
 /* corral-fcgi: the FastCGI app. Loads the config, the master key and the language table,
  * opens the unix socket nginx connects to, drops root, and preforks fcgi_processes
- * children that each hold one PostgreSQL connection and answer requests. The parent only
- * respawns children and stops them on SIGTERM/SIGINT. Logs go to stderr. */
+ * children that each hold one PostgreSQL connection and answer requests. The parent (the
+ * supervisor) respawns children, stops them on SIGTERM/SIGINT, and is the host's only
+ * LISTENing connection: it LISTENs on a channel of its own ("corral_done_<random>"), and
+ * a finished job whose jobs.waiter is "<that channel> <n>" is handed to child n as a line
+ * "<job id>" on its pipe (sql/006). Logs go to stderr. */
 #include <errno.h>
+#include <fcntl.h>
 #include <fcgiapp.h>
 #include <getopt.h>
 #include <grp.h>
 #include <limits.h>
+#include <openssl/rand.h>
+#include <poll.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -20,6 +26,7 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "db.h"
 #include "handlers.h"
 #include "http.h"
 #include "keys.h"
@@ -31,11 +38,29 @@
 
 static volatile sig_atomic_t main_stopping;
 
+/* The supervisor: its children, their pipes and its database connection. */
+struct sup {
+	const struct conf	*c;
+	int			 n;
+	pid_t			*kids;
+	uint64_t		*born;
+	int			*pipe_w;	/* write end of child i's wake-up pipe, -1 when none */
+	char			 channel[64];	/* "corral_done_<16 hex>" */
+	PGconn			*db;		/* NULL while the database is away */
+	uint64_t		 next_connect;
+};
+
 /* Notes that the parent was asked to stop. */
 static void main_on_signal(int sig)
 {
 	(void)sig;
 	main_stopping = 1;
+}
+
+/* Does nothing: SIGCHLD only has to interrupt the supervisor's ppoll. */
+static void main_on_child(int sig)
+{
+	(void)sig;
 }
 
 /* Prints the usage line to stderr and exits with status 2. */
@@ -127,18 +152,22 @@ static void main_serve_one(struct app *app, FCGX_Request *rq, long long max_body
 
 /* A child's life: one database connection, then accept and answer until killed. */
 static void main_child(int fd, const struct conf *c, const struct lang_table *langs,
-    const unsigned char *master)
+    const unsigned char *master, const char *waiter, int wake_fd)
 {
 	struct app app;
 	FCGX_Request rq;
 	char *cause = NULL;
+	sigset_t none;
 
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGINT, SIG_DFL);
+	signal(SIGCHLD, SIG_DFL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	if (getppid() == 1)
 		_exit(0);
-	if (app_init(&app, c, langs, master, &cause) < 0)
+	if (app_init(&app, c, langs, master, waiter, wake_fd, &cause) < 0)
 		die("%s", cause);
 	if (FCGX_InitRequest(&rq, fd, 0) != 0)
 		die("FCGX_InitRequest failed");
@@ -151,21 +180,7 @@ static void main_child(int fd, const struct conf *c, const struct lang_table *la
 	_exit(1);
 }
 
-/* Forks one child; returns its pid (or -1 when fork failed, logged). */
-static pid_t main_spawn(int fd, const struct conf *c, const struct lang_table *langs,
-    const unsigned char *master)
-{
-	pid_t pid = fork();
-	if (pid < 0) {
-		log_error("fork: %s", strerror(errno));
-		return -1;
-	}
-	if (pid == 0)
-		main_child(fd, c, langs, master);
-	return pid;
-}
-
-/* Installs the parent's stop handler (no SA_RESTART so waitpid returns) and ignores
+/* Installs the parent's stop handler (no SA_RESTART so its wait returns) and ignores
  * SIGPIPE (a client that goes away must not kill a child). */
 static void main_signals(void)
 {
@@ -185,56 +200,197 @@ static void main_pause(long ms)
 	nanosleep(&ts, NULL);
 }
 
-/* Keeps n children alive until asked to stop, then stops them. */
-static void main_supervise(int fd, const struct conf *c, const struct lang_table *langs,
+/* Forks child i with a fresh wake-up pipe; sets its pid (-1 when that failed, logged). */
+static void main_spawn(struct sup *sp, int i, int fd, const struct lang_table *langs,
     const unsigned char *master)
 {
-	int n = c->fcgi_processes;
-	pid_t *kids = xcalloc((size_t)n, sizeof *kids);
-	uint64_t *born = xcalloc((size_t)n, sizeof *born);
+	int pv[2];
+	pid_t pid;
 
-	for (int i = 0; i < n; i++) {
-		kids[i] = main_spawn(fd, c, langs, master);
-		born[i] = util_mono_ms();
+	sp->kids[i] = -1;
+	if (sp->pipe_w[i] >= 0)
+		close(sp->pipe_w[i]);
+	sp->pipe_w[i] = -1;
+	if (pipe2(pv, O_NONBLOCK) < 0) {
+		log_error("pipe: %s", strerror(errno));
+		return;
 	}
-	log_info("listening on %s with %d processes", c->fcgi_socket, n);
-	while (!main_stopping) {
-		int st, i;
-		pid_t p = waitpid(-1, &st, 0);
-		if (p < 0) {
-			if (errno != EINTR)
-				main_pause(RESPAWN_FAST_MS);
-			continue;
+	pid = fork();
+	if (pid < 0) {
+		log_error("fork: %s", strerror(errno));
+		close(pv[0]);
+		close(pv[1]);
+		return;
+	}
+	if (pid == 0) {
+		char *waiter = xasprintf("%s %d", sp->channel, i);
+		close(pv[1]);
+		for (int k = 0; k < sp->n; k++)
+			if (sp->pipe_w[k] >= 0)
+				close(sp->pipe_w[k]);
+		if (sp->db != NULL)
+			close(PQsocket(sp->db));	/* the supervisor's; never PQfinish it here */
+		main_child(fd, sp->c, langs, master, waiter, pv[0]);
+	}
+	close(pv[0]);
+	sp->pipe_w[i] = pv[1];
+	sp->kids[i] = pid;
+	sp->born[i] = util_mono_ms();
+}
+
+/* Writes one line to child i's pipe; a full pipe drops it (the child looks at its job again
+ * on its own after a while). */
+static void main_tell(struct sup *sp, int i, const char *line)
+{
+	if (i < 0 || i >= sp->n || sp->pipe_w[i] < 0)
+		return;
+	if (write(sp->pipe_w[i], line, strlen(line)) < 0 && errno != EAGAIN)
+		log_warn("child %d: wake-up pipe: %s", i, strerror(errno));
+}
+
+/* Connects and LISTENs on the supervisor's channel; on success tells every child to look at
+ * its job again (NOTIFYs sent while there was no connection are lost). */
+static void main_connect(struct sup *sp)
+{
+	char *cause = NULL, *sql;
+	if (sp->db != NULL)
+		PQfinish(sp->db);
+	sp->db = db_connect(sp->c->db, "corral-fcgi-relay", &cause);
+	if (sp->db != NULL) {
+		sql = xasprintf("LISTEN %s", sp->channel);
+		if (db_exec(sp->db, sql, &cause) < 0) {
+			PQfinish(sp->db);
+			sp->db = NULL;
 		}
-		for (i = 0; i < n && kids[i] != p; i++)
+		free(sql);
+	}
+	if (sp->db == NULL) {
+		log_warn("supervisor: %s (retrying every second)", cause);
+		free(cause);
+		sp->next_connect = util_mono_ms() + 1000;
+		return;
+	}
+	log_info("supervisor: listening on %s", sp->channel);
+	for (int i = 0; i < sp->n; i++)
+		main_tell(sp, i, "R\n");
+}
+
+/* Reads the notifications that arrived: "<n> <job id>" goes to child n as "<job id>\n". */
+static void main_relay(struct sup *sp)
+{
+	PGnotify *nt;
+	if (PQconsumeInput(sp->db) == 0) {
+		log_warn("supervisor: database: %s", PQerrorMessage(sp->db));
+		PQfinish(sp->db);
+		sp->db = NULL;
+		sp->next_connect = util_mono_ms();
+		return;
+	}
+	while ((nt = PQnotifies(sp->db)) != NULL) {
+		char *end, line[64];
+		long i = strtol(nt->extra, &end, 10);
+		if (end != nt->extra && *end == ' ' && strlen(end + 1) < sizeof line - 1 && i >= 0 && i < sp->n) {
+			snprintf(line, sizeof line, "%s\n", end + 1);
+			main_tell(sp, (int)i, line);
+		}
+		PQfreemem(nt);
+	}
+}
+
+/* Reaps children that ended and starts them again (after a pause when they die young). */
+static void main_reap(struct sup *sp, int fd, const struct lang_table *langs,
+    const unsigned char *master)
+{
+	pid_t p;
+	int st;
+	while ((p = waitpid(-1, &st, WNOHANG)) > 0) {
+		int i;
+		for (i = 0; i < sp->n && sp->kids[i] != p; i++)
 			;
-		if (i == n)
+		if (i == sp->n)
 			continue;
 		if (WIFSIGNALED(st))
 			log_error("child %d killed by signal %d", (int)p, WTERMSIG(st));
 		else
 			log_error("child %d exited with status %d", (int)p, WEXITSTATUS(st));
-		kids[i] = -1;
+		sp->kids[i] = -1;
 		if (main_stopping)
-			break;
-		if (util_mono_ms() - born[i] < RESPAWN_FAST_MS)
+			return;
+		if (util_mono_ms() - sp->born[i] < RESPAWN_FAST_MS)
 			main_pause(RESPAWN_FAST_MS);
 		if (main_stopping)
+			return;
+		main_spawn(sp, i, fd, langs, master);
+	}
+}
+
+/* Keeps n children alive and relays their answers until asked to stop, then stops them. */
+static void main_supervise(int fd, const struct conf *c, const struct lang_table *langs,
+    const unsigned char *master)
+{
+	struct sup sp;
+	unsigned char rnd[8];
+	char hex[17];
+	sigset_t block, orig;
+	struct sigaction sa;
+	int n = c->fcgi_processes;
+
+	memset(&sp, 0, sizeof sp);
+	sp.c = c;
+	sp.n = n;
+	sp.kids = xcalloc((size_t)n, sizeof *sp.kids);
+	sp.born = xcalloc((size_t)n, sizeof *sp.born);
+	sp.pipe_w = xcalloc((size_t)n, sizeof *sp.pipe_w);
+	if (RAND_bytes(rnd, sizeof rnd) != 1)
+		die("no random bytes");
+	util_hex(rnd, sizeof rnd, hex);
+	snprintf(sp.channel, sizeof sp.channel, "corral_done_%s", hex);
+	/* Signals reach the supervisor only inside ppoll (no lost wake-up between a check and
+	 * the wait); the children unblock them. */
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = main_on_child;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGCHLD, &sa, NULL);
+	sigemptyset(&block);
+	sigaddset(&block, SIGCHLD);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	sigprocmask(SIG_BLOCK, &block, &orig);
+	for (int i = 0; i < n; i++) {
+		sp.pipe_w[i] = -1;
+		main_spawn(&sp, i, fd, langs, master);
+	}
+	log_info("listening on %s with %d processes", c->fcgi_socket, n);
+	main_connect(&sp);
+	while (!main_stopping) {
+		struct pollfd p = { .fd = -1, .events = POLLIN };
+		struct timespec ts = { 1, 0 };
+		main_reap(&sp, fd, langs, master);
+		if (main_stopping)
 			break;
-		kids[i] = main_spawn(fd, c, langs, master);
-		born[i] = util_mono_ms();
+		if (sp.db == NULL && util_mono_ms() >= sp.next_connect)
+			main_connect(&sp);
+		if (sp.db != NULL)
+			p.fd = PQsocket(sp.db);
+		if (ppoll(&p, 1, sp.db != NULL ? NULL : &ts, &orig) > 0 && sp.db != NULL)
+			main_relay(&sp);
 	}
 	log_info("stopping %d processes", n);
 	for (int i = 0; i < n; i++) {
-		if (kids[i] > 0)
-			kill(kids[i], SIGTERM);
+		if (sp.kids[i] > 0)
+			kill(sp.kids[i], SIGTERM);
 	}
 	for (int i = 0; i < n; i++) {
-		if (kids[i] > 0)
-			waitpid(kids[i], NULL, 0);
+		if (sp.kids[i] > 0)
+			waitpid(sp.kids[i], NULL, 0);
+		if (sp.pipe_w[i] >= 0)
+			close(sp.pipe_w[i]);
 	}
-	free(kids);
-	free(born);
+	if (sp.db != NULL)
+		PQfinish(sp.db);
+	free(sp.kids);
+	free(sp.born);
+	free(sp.pipe_w);
 }
 
 /* Starts the app: config, key, languages, socket, privileges, then the supervisor. */
