@@ -229,6 +229,7 @@ static int lang_from_json(struct lang *l, json_object *o, char **cause)
 	    strv_from_json(o, id, "env", false, &l->env, cause) < 0 ||
 	    strv_from_json(o, id, "etc", false, &l->etc, cause) < 0 ||
 	    strv_from_json(o, id, "binds", false, &l->binds, cause) < 0 ||
+	    strv_from_json(o, id, "requires", false, &l->requires, cause) < 0 ||
 	    files_from_json(l, o, cause) < 0 ||
 	    int_member(o, id, "memory_mb", &l->memory_mb, cause) < 0 ||
 	    int_member(o, id, "processes", &l->processes, cause) < 0)
@@ -253,10 +254,16 @@ static int lang_from_json(struct lang *l, json_object *o, char **cause)
 		if (!bind_ok(*p))
 			return util_fail(cause, "language %s: bind '%s' must be an absolute path under /var/lib "
 			    "or /usr/lib, without '.', '..', '//' or a trailing '/'", id, *p);
-	/* installed: every toolchain program exists (programs in /box are made by the compile) */
+	for (char **p = l->requires; p != NULL && *p != NULL; p++)
+		if (**p != '/')
+			return util_fail(cause, "language %s: requires entry '%s' must be an absolute path", id, *p);
+	/* installed: every toolchain program exists (programs in /box are made by the compile),
+	 * and every file it requires */
 	l->installed = strncmp(l->run_argv[0], "/box/", 5) == 0 || exec_ok(l->run_argv[0]);
 	for (size_t i = 0; i < l->ncompile; i++)
 		l->installed = l->installed && exec_ok(l->compile_steps[i][0]);
+	for (char **p = l->requires; p != NULL && *p != NULL; p++)
+		l->installed = l->installed && access(*p, F_OK) == 0;
 	return 0;
 }
 
@@ -279,6 +286,7 @@ static void lang_free(struct lang *l)
 	lang_strv_free(l->env);
 	lang_strv_free(l->etc);
 	lang_strv_free(l->binds);
+	lang_strv_free(l->requires);
 	for (size_t i = 0; i < l->nfiles; i++) {
 		free(l->files[i].name);
 		free(l->files[i].data);

@@ -35,11 +35,13 @@ struct lang {
 	char	**etc;		/* names under /etc the sandbox must expose for this toolchain */
 	char	**binds;	/* host paths under /var/lib or /usr/lib the sandbox must expose
 				   read-only at the same place (e.g. /var/lib/ghc) */
+	char	**requires;	/* absolute host files the toolchain needs besides its argv[0]s
+				   (a compiler's back end, e.g. gcc's cc1obj) */
 	struct lang_file *files; /* written into the box unless the job brings a file of that name */
 	size_t	  nfiles;
 	int	  memory_mb;	/* default memory limit where the runtime needs more; 0 = global */
 	int	  processes;	/* default process limit where the runtime needs more; 0 = global */
-	bool	  installed;	/* every argv[0] exists and is executable */
+	bool	  installed;	/* every argv[0] exists and is executable, every requires exists */
 	char	 *version;	/* measured by the worker at start (NULL until then) */
 };
 

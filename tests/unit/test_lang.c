@@ -263,6 +263,16 @@ static void test_validation(void **state)
 	assert_false(t.v[0].installed);
 	assert_int_equal(t.v[0].ncompile, 2);
 	lang_table_free(&t);
+	/* a compiler whose back end is missing (gcc without cc1obj): known but not installed */
+	assert_int_equal(lang_table_parse(&t, E("{\"id\":\"a\",\"source_file\":\"a\",\"run\":[\"/bin/true\"],"
+	    "\"requires\":[\"/nonexistent/cc1obj\"]}"), "t.json", &cause), 0);
+	assert_false(t.v[0].installed);
+	lang_table_free(&t);
+	assert_int_equal(lang_table_parse(&t, E("{\"id\":\"a\",\"source_file\":\"a\",\"run\":[\"/bin/true\"],"
+	    "\"requires\":[\"/bin/sh\"]}"), "t.json", &cause), 0);
+	assert_true(t.v[0].installed);
+	lang_table_free(&t);
+	expect_bad(E("{\"id\":\"a\",\"source_file\":\"a\",\"run\":[\"/bin/true\"],\"requires\":[\"cc1obj\"]}"), "requires entry");
 }
 
 int main(void)
