@@ -2031,6 +2031,11 @@ int sbx_box_run(struct sbx_box *box, const struct sbx_run_spec *spec, struct sbx
 		goto out;
 	if (spec->network == 1 && sbn_up(&link, r.proxy, cause) < 0)
 		goto out;
+	/* RLIMIT_NPROC counts every process of the slot's uid: the next run's sandbox, prepared
+	 * during this one, holds one (its program child, confined and waiting); the pids cgroup
+	 * (written above) keeps this run's own count exact */
+	if (spec->prepare_next && box->pre == NULL)
+		r.ctx.lim.processes++;
 	if (sbx_send_job(&r, box, &link, cause) < 0)
 		goto out;
 	sbx_close(&r.sync_w);

@@ -299,8 +299,10 @@ static int cli_get_files(struct cli *c, struct sbx_box *box)
 	return rc;
 }
 
-/* Runs one command in the box and prints its result; 0, or -1 on sandbox failure. */
-static int cli_run_one(struct cli *c, struct sbx_box *box, char **argv, const char *in, size_t inlen)
+/* Runs one command in the box and prints its result (more: another command follows, whose
+ * sandbox is prepared during this one); 0, or -1 on sandbox failure. */
+static int cli_run_one(struct cli *c, struct sbx_box *box, char **argv, const char *in, size_t inlen,
+    bool more)
 {
 	struct sbx_run_spec spec;
 	struct sbx_result res;
@@ -314,6 +316,7 @@ static int cli_run_one(struct cli *c, struct sbx_box *box, char **argv, const ch
 	spec.lim = c->lim;
 	spec.extra_fd = -1;
 	spec.network = c->network;
+	spec.prepare_next = more;	/* the next command's sandbox is built during this one */
 	if (c->cancel_after_ms > 0) {
 		struct timespec ts;
 		clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -389,7 +392,7 @@ int main(int argc, char **argv)
 			while (j < argc && strcmp(argv[j], "---") != 0)
 				j++;
 			argv[j < argc ? j : argc] = NULL;    /* argv[argc] is NULL already */
-			if (j > i && cli_run_one(&c, box, argv + i, in, inlen) < 0)
+			if (j > i && cli_run_one(&c, box, argv + i, in, inlen, j < argc) < 0)
 				rc = 2;
 			i = j + 1;
 		}
