@@ -2033,7 +2033,8 @@ int sbx_box_run(struct sbx_box *box, const struct sbx_run_spec *spec, struct sbx
 		goto out;
 	/* RLIMIT_NPROC counts every process of the slot's uid: the next run's sandbox, prepared
 	 * during this one, holds one (its program child, confined and waiting); the pids cgroup
-	 * (written above) keeps this run's own count exact */
+	 * (written above) keeps this run's own count exact. If that preparation fails, a run
+	 * without cgroups (allow_weak) has one process to spare: the job starts before it. */
 	if (spec->prepare_next && box->pre == NULL)
 		r.ctx.lim.processes++;
 	if (sbx_send_job(&r, box, &link, cause) < 0)
